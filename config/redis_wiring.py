@@ -1,0 +1,52 @@
+"""Derive each Redis consumer's URL from the one REDIS_URL."""
+
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+
+def with_db(redis_url: str, db: int) -> str:
+    """Return `redis_url` pointing at database number `db`."""
+    parts = urlsplit(redis_url)
+    if parts.scheme == "unix":
+        query = dict(parse_qsl(parts.query))
+        query["db"] = str(db)
+        return urlunsplit(parts._replace(query=urlencode(query)))
+    return urlunsplit(parts._replace(path=f"/{db}"))
+
+
+def db_number(redis_url: str) -> int:
+    """Return the database number a Redis URL selects (0 when it names none)."""
+    parts = urlsplit(redis_url)
+    if parts.scheme == "unix":
+        return int(dict(parse_qsl(parts.query)).get("db", 0))
+    return int(parts.path.strip("/") or 0)
+
+
+def kombu_url(redis_url: str) -> str:
+    """Return the broker URL Celery's Redis transport expects for `redis_url`."""
+    # kombu spells a unix socket `redis+socket://` and the database `virtual_host`.
+    parts = urlsplit(redis_url)
+    if parts.scheme != "unix":
+        return redis_url
+    return f"redis+socket://{parts.path}?virtual_host={db_number(redis_url)}"
+
+
+def consumer_settings(redis_url: str, prefix: str, timeout: float) -> dict:
+    """Return the settings of every Redis consumer: one server, each under its own key prefix."""
+    return {
+        "CACHES": {
+            "default": {
+                "BACKEND": "django_redis.cache.RedisCache",
+                "LOCATION": redis_url,
+                "KEY_PREFIX": f"{prefix}:cache",
+                "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": timeout, "SOCKET_TIMEOUT": timeout},
+            }
+        },
+        "CHANNEL_LAYERS": {
+            "default": {
+                "BACKEND": "channels_redis.core.RedisChannelLayer",
+                "CONFIG": {"hosts": [redis_url], "prefix": f"{prefix}:asgi"},
+            }
+        },
+        "CELERY_BROKER_URL": kombu_url(redis_url),
+        "CELERY_BROKER_TRANSPORT_OPTIONS": {"global_keyprefix": f"{prefix}:celery:"},
+    }

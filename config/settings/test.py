@@ -1,0 +1,27 @@
+"""Settings for the test suite: its own Redis database number and key prefix, a throwaway DB."""
+
+import os
+import tempfile
+
+from config import env
+from config.redis_wiring import consumer_settings, with_db
+from config.settings.base import *  # noqa: F403
+
+DEBUG = False
+SECRET_KEY = SECRET_KEY or "django-insecure-test-only"
+SERVE_STATIC = True
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast, and only ever in tests
+
+# Never clobber a developer's running demo on the same Redis: another database, another prefix.
+REDIS_TEST_DB = env.integer("REDIS_TEST_DB", 15, minimum=0, maximum=15)
+REDIS_URL = with_db(REDIS_URL, REDIS_TEST_DB)
+REDIS_KEY_PREFIX = "test"
+globals().update(consumer_settings(REDIS_URL, REDIS_KEY_PREFIX, REDIS_TIMEOUT))
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not :memory:, so that a server process started by a test can open the same database.
+    DATABASES["default"]["TEST"] = {
+        "NAME": os.path.join(
+            tempfile.gettempdir(), f"stateless-cacheable-test-{os.getpid()}.sqlite3"
+        )
+    }

@@ -1,0 +1,8 @@
+"""The WSGI entry point, for management tools and WSGI servers (HTTP only, no gateway)."""
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+application = get_wsgi_application()

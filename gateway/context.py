@@ -1,0 +1,67 @@
+"""Request context at the edge: a request id and one access-log line for every request."""
+
+import logging
+import re
+import time
+import uuid
+
+from asgiref.typing import ASGIReceiveCallable, ASGISendCallable, ASGISendEvent, HTTPScope
+
+REQUEST_ID_HEADER = b"x-request-id"
+# Echo a caller's id only when it is safe to put in a log line and a header.
+_VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+
+access_logger = logging.getLogger("gateway.access")
+
+
+def request_id_from(headers: list[tuple[bytes, bytes]]) -> bytes:
+    """Return the caller's X-Request-ID when well formed, else a new one."""
+    for name, value in headers:
+        if name == REQUEST_ID_HEADER and _VALID_REQUEST_ID.match(value):
+            return value
+    return uuid.uuid4().hex.encode()
+
+
+class RequestContext:
+    """Give each HTTP request an id (echoed to the client and seen by Django) and log it once."""
+
+    timer = staticmethod(time.perf_counter)
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(
+        self, scope: HTTPScope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = self.timer()
+        request_id = request_id_from(scope["headers"])
+        headers = [(k, v) for k, v in scope["headers"] if k != REQUEST_ID_HEADER]
+        scope = {**scope, "headers": [*headers, (REQUEST_ID_HEADER, request_id)]}
+        status = 500  # what the client sees if the app fails before it starts a response
+
+        async def send_with_request_id(event: ASGISendEvent) -> None:
+            nonlocal status
+            if event["type"] == "http.response.start":
+                status = event["status"]
+                response_headers = [
+                    (k, v) for k, v in event.get("headers", []) if k.lower() != REQUEST_ID_HEADER
+                ]
+                event = {**event, "headers": [*response_headers, (REQUEST_ID_HEADER, request_id)]}
+            await send(event)
+
+        try:
+            await self.app(scope, receive, send_with_request_id)
+        finally:
+            access_logger.info(
+                "request",
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "duration_ms": round((self.timer() - started) * 1000, 2),
+                    "request_id": request_id.decode(),
+                },
+            )

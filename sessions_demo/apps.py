@@ -1,0 +1,5 @@
+from django.apps import AppConfig
+
+
+class SessionsDemoConfig(AppConfig):
+    name = "sessions_demo"
