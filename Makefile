@@ -2,6 +2,11 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Variables from .env, when present, for every command below (see .env.example).
+ifneq ($(wildcard .env),)
+include .env
+export $(shell sed -n 's/^\([A-Z][A-Z0-9_]*\)=.*/\1/p' .env)
+endif
 # Rebuilt only when a requirements file changes, so a second run starts in seconds.
 INSTALLED := $(VENV)/.installed
 

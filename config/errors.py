@@ -5,6 +5,7 @@ import logging
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from rest_framework import exceptions
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
@@ -20,6 +21,11 @@ def error_body(detail: str, code: str, **extra: object) -> dict:
 
 def api_exception_handler(exc: Exception, context: dict) -> Response:
     """Shape every exception a DRF view raises as the one error body, a 500 included."""
+    # Errors are JSON even from views that render something else (the schema view renders YAML).
+    request = context.get("request")
+    if request is not None:
+        request.accepted_renderer = JSONRenderer()
+        request.accepted_media_type = JSONRenderer.media_type
     response = exception_handler(exc, context)
     if response is None:
         # DRF leaves unexpected exceptions to Django, whose DEBUG page is HTML: log, answer JSON.

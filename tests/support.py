@@ -1,0 +1,79 @@
+"""Helpers shared by the tests: free ports, server processes, database URLs."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import quote
+
+BASE_DIR = Path(__file__).resolve().parents[1]
+BIN_DIR = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
+    """Poll `condition` until it holds, failing the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def http_status(url: str) -> int | None:
+    """Return the status of a GET to `url`, or None when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except OSError:
+        return None
+
+
+def database_url(settings_dict: dict) -> str:
+    """Return the DATABASE_URL that names the database `settings_dict` points at."""
+    if settings_dict["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{settings_dict['NAME']}"
+    user = quote(settings_dict.get("USER") or "")
+    password = quote(settings_dict.get("PASSWORD") or "")
+    credentials = f"{user}:{password}@" if password else f"{user}@" if user else ""
+    host = settings_dict.get("HOST") or "127.0.0.1"
+    port = settings_dict.get("PORT") or 5432
+    return f"postgres://{credentials}{host}:{port}/{settings_dict['NAME']}"
+
+
+def child_env(**overrides: str) -> dict[str, str]:
+    """Return this process's environment with `overrides`, for a server the test starts."""
+    return {**os.environ, "PYTHONUNBUFFERED": "1", **overrides}
+
+
+def start_daphne(port: int, env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    """Start daphne serving config.asgi:application on 127.0.0.1:`port`, logging to `log_path`."""
+    with log_path.open("wb") as log:
+        argv = [str(BIN_DIR / "daphne"), "-b", "127.0.0.1", "-p", str(port)]
+        argv += ["--access-log", os.devnull, "config.asgi:application"]
+        return subprocess.Popen(argv, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Stop a process the test started, forcefully if it does not exit in time."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

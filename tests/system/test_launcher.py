@@ -1,0 +1,117 @@
+"""The launcher behind `make run` starts a private Redis and the demo, and leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests import support
+
+pytestmark = pytest.mark.system
+
+
+def children_of(pid: int) -> dict[int, str]:
+    """Return {pid: command line} of the live processes whose parent is `pid`."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        except OSError:
+            continue
+        fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+        if int(fields["PPid"]) == pid and not fields["State"].startswith("Z"):
+            found[int(entry.name)] = cmdline
+    return found
+
+
+def is_running(pid: int) -> bool:
+    """Return whether `pid` is a live process (a zombie awaiting its reaper counts as gone)."""
+    try:
+        return not Path(f"/proc/{pid}/status").read_text().split("State:\t")[1].startswith("Z")
+    except (OSError, IndexError):
+        return False
+
+
+@dataclass
+class Demo:
+    process: subprocess.Popen
+    base_url: str
+    var_dir: Path
+    log: Path
+    children: dict[int, str]
+
+
+@pytest.fixture
+def demo(tmp_path) -> Iterator[Demo]:
+    """Run `scripts/dev.py run` as `make run` does, with no REDIS_URL, in a throwaway VAR_DIR."""
+    port = support.free_port()
+    env = support.child_env(PORT=str(port), HOST="127.0.0.1", VAR_DIR=str(tmp_path / "var"))
+    for name in ("REDIS_URL", "DATABASE_URL", "DJANGO_SETTINGS_MODULE"):
+        env.pop(name, None)
+    log = tmp_path / "launcher.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "scripts/dev.py", "run"],
+            cwd=support.BASE_DIR,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        support.wait_for(
+            lambda: process.poll() is not None or "Press Ctrl-C" in log.read_text(),
+            timeout=90,
+            what="the launcher to print its banner",
+        )
+        assert process.poll() is None, log.read_text()
+        yield Demo(process, base_url, tmp_path / "var", log, children_of(process.pid))
+    finally:
+        support.stop(process)
+
+
+def test_launcher_starts_a_private_redis_and_the_whole_demo(demo):
+    commands = list(demo.children.values())
+
+    socket_path = demo.var_dir / "redis" / "redis.sock"
+    assert any("server" in command and str(socket_path) in command for command in commands), (
+        commands
+    )
+    assert any("daphne" in command for command in commands), commands
+    assert any("celery" in command and " worker" in command for command in commands), commands
+    assert sum("celery" in command and " beat" in command for command in commands) == 1, commands
+    assert socket_path.is_socket()
+    assert support.http_status(f"{demo.base_url}/readyz") == 200
+    banner = demo.log.read_text()
+    assert f"Stateless & Cacheable is running at {demo.base_url}/" in banner
+    assert "alice  / alice-demo-password" in banner
+
+
+def test_sigterm_stops_every_process_the_launcher_started(demo):
+    demo.process.send_signal(signal.SIGTERM)
+    demo.process.wait(timeout=30)
+
+    still_running = {pid: command for pid, command in demo.children.items() if is_running(pid)}
+    assert still_running == {}
+    assert demo.process.returncode == 0
+
+
+def test_a_killed_launcher_leaves_no_orphan(demo):
+    os.kill(demo.process.pid, signal.SIGKILL)
+    demo.process.wait(timeout=5)
+
+    support.wait_for(
+        lambda: not any(is_running(pid) for pid in demo.children),
+        timeout=30,
+        what=f"the launcher's children {sorted(demo.children)} to exit",
+    )
