@@ -2,6 +2,8 @@
 
 import logging
 
+import redis
+from django.db import OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from rest_framework import exceptions
@@ -12,6 +14,8 @@ from rest_framework.views import exception_handler
 logger = logging.getLogger(__name__)
 
 API_PREFIX = "/api/"
+# A backing service that is down or too slow: the client should retry, so 503, not 500.
+SERVICE_ERRORS = (redis.ConnectionError, redis.TimeoutError, OperationalError)
 
 
 def error_body(detail: str, code: str, **extra: object) -> dict:
@@ -26,6 +30,11 @@ def api_exception_handler(exc: Exception, context: dict) -> Response:
     if request is not None:
         request.accepted_renderer = JSONRenderer()
         request.accepted_media_type = JSONRenderer.media_type
+    if isinstance(exc, SERVICE_ERRORS):
+        service = "Redis" if isinstance(exc, redis.RedisError) else "The database"
+        logger.warning("%s unavailable: %s", service, exc)
+        detail = f"{service} is unavailable; try again shortly."
+        return Response(error_body(detail, "service_unavailable"), status=503)
     response = exception_handler(exc, context)
     if response is None:
         # DRF leaves unexpected exceptions to Django, whose DEBUG page is HTML: log, answer JSON.

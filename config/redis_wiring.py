@@ -1,6 +1,9 @@
 """Derive each Redis consumer's URL from the one REDIS_URL."""
 
+import functools
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import redis
 
 
 def with_db(redis_url: str, db: int) -> str:
@@ -51,3 +54,16 @@ def consumer_settings(redis_url: str, prefix: str, timeout: float) -> dict:
         "CELERY_BROKER_URL": kombu_url(redis_url),
         "CELERY_BROKER_TRANSPORT_OPTIONS": {"global_keyprefix": f"{prefix}:celery:"},
     }
+
+
+@functools.cache
+def app_client() -> redis.Redis:
+    """Return the client the apps' own stores share (a pool per process; safe across threads)."""
+    from django.conf import settings
+
+    return redis.Redis.from_url(
+        settings.REDIS_URL,
+        socket_connect_timeout=settings.REDIS_TIMEOUT,
+        socket_timeout=settings.REDIS_TIMEOUT,
+        decode_responses=True,
+    )

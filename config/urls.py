@@ -5,11 +5,15 @@ from django.urls import include, path, re_path
 from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from catalog import urls as catalog_urls
 from config import errors, health
+from quotes import urls as quotes_urls
+from sessions_demo import urls as sessions_demo_urls
 
-api_v1 = [
-    # Each app's API routes are included here as its issue lands.
-]
+APPS = [catalog_urls, sessions_demo_urls, quotes_urls]
+
+api_v1 = [path("", include((app.api_urlpatterns, f"{app.app_name}-api"))) for app in APPS]
+pages = [path("", include((app.urlpatterns, app.app_name))) for app in APPS]
 
 urlpatterns = [
     path("", TemplateView.as_view(template_name="home.html"), name="home"),
@@ -20,6 +24,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include(api_v1)),
     re_path(r"^api/(?P<unmatched>.*)$", errors.api_not_found, name="api-not-found"),
+    *pages,
 ]
 
 handler400 = errors.bad_request

@@ -2,6 +2,8 @@
 
 import re
 
+import redis
+from django.db import OperationalError
 from rest_framework import exceptions
 from rest_framework.exceptions import ErrorDetail
 
@@ -97,3 +99,20 @@ def test_docs_page_loads_its_assets_from_this_server_only(asgi):
     scripts = [source for source in sources if source.endswith(".js")]
     assert scripts
     assert all(asgi.get(script).status_code == 200 for script in scripts)
+
+
+def test_redis_being_down_is_a_503_that_says_so():
+    response = api_exception_handler(redis.ConnectionError("refused"), {"view": _View()})
+
+    assert response.status_code == 503
+    assert response.data == {
+        "detail": "Redis is unavailable; try again shortly.",
+        "code": "service_unavailable",
+    }
+
+
+def test_the_database_being_down_is_a_503_that_says_so():
+    response = api_exception_handler(OperationalError("no route to host"), {"view": _View()})
+
+    assert response.status_code == 503
+    assert response.data["detail"] == "The database is unavailable; try again shortly."

@@ -121,8 +121,13 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
+# --- Apps: each reads its own namespaced dict (defaults and meaning in the app's conf) ------------
+CATALOG: dict = {}
+SESSIONS_DEMO: dict = {}
+QUOTES: dict = {}
+
 # Seconds /readyz waits for all its checks together before it names the slow ones as down.
-READINESS_TIMEOUT = 1.5
+READINESS_TIMEOUT = 1.0
 
 # --- Logging: JSON lines on stderr ----------------------------------------------------------------
 LOG_LEVEL = env.string("LOG_LEVEL", "INFO").upper()
