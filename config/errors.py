@@ -46,6 +46,9 @@ def api_exception_handler(exc: Exception, context: dict) -> Response:
         codes = exc.get_codes()
         code = codes if isinstance(codes, str) else exc.default_code
         response.data = error_body(str(exc.detail), code)
+        # An exception may name headers the client needs (a 412 carries the current ETag).
+        for name, value in getattr(exc, "headers", {}).items():
+            response.headers[name] = value
     else:  # Http404 and PermissionDenied, which DRF maps to its own exceptions
         code = "not_found" if response.status_code == 404 else "permission_denied"
         response.data = error_body(str(response.data.get("detail", "")), code)

@@ -204,6 +204,7 @@ def run() -> int:
         child_env["REDIS_URL"] = configured_redis(processes, var_dir / "redis")
         manage(child_env, "migrate", "--noinput", "--verbosity", "0")
         accounts = manage(child_env, "seed_demo", "--if-debug")
+        manage(child_env, "seed_catalog", "--if-empty")
         processes.start(
             "daphne",
             [str(BIN_DIR / "daphne"), "-b", host, "-p", str(port), "--access-log", os.devnull,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from functools import partialmethod
 from pathlib import Path
 
 import httpx
@@ -12,6 +11,8 @@ import pytest
 import redis
 from asgiref.sync import async_to_sync
 from django.conf import settings
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 
 from tests import support
 
@@ -36,11 +37,33 @@ class AsgiClient:
             ) as client:
                 return await client.request(method, path, **kwargs)
 
-        return async_to_sync(send)()
+        # As Django's test client does: closing "old" connections at the request's edges would
+        # close the test's own connection, in the middle of its transaction.
+        request_started.disconnect(close_old_connections)
+        request_finished.disconnect(close_old_connections)
+        try:
+            return async_to_sync(send)()
+        finally:
+            request_started.connect(close_old_connections)
+            request_finished.connect(close_old_connections)
 
-    get = partialmethod(request, "GET")
-    head = partialmethod(request, "HEAD")
-    post = partialmethod(request, "POST")
+    def get(self, path: str, **kwargs) -> httpx.Response:
+        return self.request("GET", path, **kwargs)
+
+    def head(self, path: str, **kwargs) -> httpx.Response:
+        return self.request("HEAD", path, **kwargs)
+
+    def post(self, path: str, **kwargs) -> httpx.Response:
+        return self.request("POST", path, **kwargs)
+
+    def put(self, path: str, **kwargs) -> httpx.Response:
+        return self.request("PUT", path, **kwargs)
+
+    def patch(self, path: str, **kwargs) -> httpx.Response:
+        return self.request("PATCH", path, **kwargs)
+
+    def delete(self, path: str, **kwargs) -> httpx.Response:
+        return self.request("DELETE", path, **kwargs)
 
 
 @pytest.fixture

@@ -1,0 +1,188 @@
+"""The catalog's REST API: thin views over selectors (reads) and services (writes)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from django.http import HttpResponse
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import APIException, NotFound
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.permissions import SAFE_METHODS, BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from catalog import selectors, services
+from catalog.conf import catalog_setting
+from catalog.http_caching import conditional, if_match_etags
+from catalog.serializers import CategorySerializer, ProductSerializer
+
+
+class IsStaffOrReadOnly(BasePermission):
+    """Anyone may read; only staff (a staff JWT or the admin's session) may write."""
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        if request.method in SAFE_METHODS:
+            return True
+        return bool(request.user and request.user.is_authenticated and request.user.is_staff)
+
+
+class PreconditionRequired(APIException):
+    status_code = 428
+    default_detail = "Send If-Match with the product's current ETag, so no update is lost."
+    default_code = "precondition_required"
+
+
+class PreconditionFailed(APIException):
+    status_code = 412
+    default_detail = "The product has changed since you read it; read it again, then retry."
+    default_code = "precondition_failed"
+
+    def __init__(self, current_etag: str) -> None:
+        super().__init__()
+        self.headers = {"ETag": current_etag}
+
+
+class CatalogApiView(APIView):
+    permission_classes = [IsStaffOrReadOnly]
+
+    def perform_authentication(self, request: Request) -> None:
+        # Public reads never look at who is asking, so they never touch a session (no Vary: Cookie)
+        # and stay identical for everybody: what a shared cache needs. Writes authenticate.
+        if request.method not in SAFE_METHODS:
+            super().perform_authentication(request)
+
+
+class ProductPagination(PageNumberPagination):
+    page_size_query_param = "page_size"
+
+    @property
+    def page_size(self) -> int:
+        return catalog_setting("PAGE_SIZE")
+
+    @property
+    def max_page_size(self) -> int:
+        return catalog_setting("MAX_PAGE_SIZE")
+
+
+def product_response(product: selectors.CachedProduct, *, status_code: int = 200) -> Response:
+    response = Response(product.data, status=status_code)
+    response.headers["ETag"] = product.etag
+    return response
+
+
+@contextmanager
+def translated_errors() -> Iterator[None]:
+    """Turn the catalog's domain errors into HTTP ones."""
+    try:
+        yield
+    except selectors.ProductNotFound:
+        raise NotFound("No product with this id.") from None
+    except services.PreconditionFailed as stale:
+        raise PreconditionFailed(stale.current_etag) from None
+
+
+def required_if_match(request: Request) -> list[str]:
+    if_match = if_match_etags(request)
+    if if_match is None:
+        raise PreconditionRequired()
+    return if_match
+
+
+class ProductListApi(CatalogApiView):
+    @extend_schema(
+        parameters=[OpenApiParameter("category", str, description="Only this category's slug.")],
+        responses=ProductSerializer(many=True),
+    )
+    def get(self, request: Request) -> HttpResponse:
+        category = request.query_params.get("category") or None
+        fingerprint = selectors.product_list_fingerprint(category_slug=category)
+        paginator = ProductPagination()
+        page_size = paginator.get_page_size(request)
+        etag = fingerprint.etag(category or "all", request.query_params.get("page", 1), page_size)
+        tags = ["products", *([f"category:{category}"] if category else [])]
+        # The fingerprint answers a conditional request before any product row is read.
+        response = conditional(
+            request, Response(), etag=etag, last_modified=fingerprint.last_modified, cache_tags=tags
+        )
+        if response.status_code != 200:
+            return response
+        page = paginator.paginate_queryset(
+            selectors.product_queryset(category_slug=category), request
+        )
+        response.data = paginator.get_paginated_response(
+            ProductSerializer(page, many=True).data
+        ).data
+        return response
+
+    @extend_schema(request=ProductSerializer, responses={201: ProductSerializer})
+    def post(self, request: Request) -> Response:
+        serializer = ProductSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        product = services.product_create(data=serializer.validated_data)
+        created = selectors.CachedProduct.from_product(product)
+        response = product_response(created, status_code=status.HTTP_201_CREATED)
+        response.headers["Location"] = f"{request.path}{product.id}/"
+        return response
+
+
+class ProductDetailApi(CatalogApiView):
+    @extend_schema(responses=ProductSerializer)
+    def get(self, request: Request, product_id: int) -> HttpResponse:
+        product = self._get(product_id)
+        return conditional(
+            request,
+            Response(product.data),
+            etag=product.etag,
+            last_modified=product.updated_at,
+            cache_tags=product.cache_tags,
+        )
+
+    @extend_schema(request=ProductSerializer, responses=ProductSerializer)
+    def put(self, request: Request, product_id: int) -> Response:
+        return self._update(request, product_id, partial=False)
+
+    @extend_schema(request=ProductSerializer, responses=ProductSerializer)
+    def patch(self, request: Request, product_id: int) -> Response:
+        return self._update(request, product_id, partial=True)
+
+    def delete(self, request: Request, product_id: int) -> Response:
+        if_match = required_if_match(request)
+        with translated_errors():
+            services.product_delete(product_id=product_id, if_match=if_match)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    def _update(self, request: Request, product_id: int, *, partial: bool) -> Response:
+        if_match = required_if_match(request)
+        with translated_errors():
+            instance = selectors.product_instance(product_id=product_id)
+            serializer = ProductSerializer(instance, data=request.data, partial=partial)
+            serializer.is_valid(raise_exception=True)
+            product = services.product_update(
+                product_id=product_id, if_match=if_match, data=serializer.validated_data
+            )
+        return product_response(selectors.CachedProduct.from_product(product))
+
+    @staticmethod
+    def _get(product_id: int) -> selectors.CachedProduct:
+        with translated_errors():
+            return selectors.product_get(product_id=product_id)
+
+
+class CategoryListApi(CatalogApiView):
+    @extend_schema(responses=CategorySerializer(many=True))
+    def get(self, request: Request) -> HttpResponse:
+        categories = list(selectors.category_list())
+        latest = max((category.updated_at for category in categories), default=None)
+        stamp = int(latest.timestamp() * 1_000_000) if latest else 0
+        etag = f'"categories-{len(categories)}-{stamp}-{sum(c.product_count for c in categories)}"'
+        return conditional(
+            request,
+            Response(CategorySerializer(categories, many=True).data),
+            etag=etag,
+            last_modified=latest,
+            cache_tags=["categories"],
+        )

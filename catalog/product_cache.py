@@ -1,0 +1,92 @@
+"""The app-level product cache in Redis: cache-aside with no refill race and no stampede.
+
+A reader notes the product's generation before it reads the database, and stores what it read
+only if the generation has not moved since (one Lua script, atomic). Every invalidation bumps the
+generation, so a reader that loaded the row just before an update can never put it back after
+the invalidation. On a miss, one request per product takes a short lock and loads; the others
+wait for the lock and then find the entry it stored.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from contextlib import contextmanager, suppress
+
+import redis
+from django_redis import get_redis_connection
+
+from catalog import cache_keys
+from catalog.conf import catalog_setting
+
+# Keep generations well past any fill in flight; an expired one reads as 0 and still differs.
+GENERATION_TTL_SECONDS = 86400
+FILL_LOCK_SECONDS = 5
+FILL_WAIT_SECONDS = 3
+
+_STORE_IF_GENERATION_UNCHANGED = """
+local current = redis.call('GET', KEYS[2]) or '0'
+if current ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+return 1
+"""
+
+
+def _redis() -> redis.Redis:
+    return get_redis_connection("default")
+
+
+def get(product_id: int) -> dict | None:
+    """Return the cached entry for a product, or None on a miss."""
+    raw = _redis().get(cache_keys.product_entry(product_id))
+    return json.loads(raw) if raw is not None else None
+
+
+def generation(product_id: int) -> str:
+    """Return the product's current generation; note it before reading the database."""
+    raw = _redis().get(cache_keys.product_generation(product_id))
+    return raw.decode() if raw is not None else "0"
+
+
+def store_if_current(product_id: int, seen_generation: str, entry: dict) -> bool:
+    """Store `entry` unless the product was invalidated since `seen_generation`; say if it did."""
+    client = _redis()
+    stored = client.eval(
+        _STORE_IF_GENERATION_UNCHANGED,
+        2,
+        cache_keys.product_entry(product_id),
+        cache_keys.product_generation(product_id),
+        seen_generation,
+        json.dumps(entry),
+        catalog_setting("APP_CACHE_TTL"),
+    )
+    return bool(stored)
+
+
+def invalidate(product_ids: Iterable[int]) -> None:
+    """Drop the products' entries and move their generations, in one round trip."""
+    pipeline = _redis().pipeline(transaction=True)
+    for product_id in product_ids:
+        pipeline.incr(cache_keys.product_generation(product_id))
+        pipeline.expire(cache_keys.product_generation(product_id), GENERATION_TTL_SECONDS)
+        pipeline.delete(cache_keys.product_entry(product_id))
+    pipeline.execute()
+
+
+@contextmanager
+def fill_lock(product_id: int):
+    """Hold the product's fill lock while loading it; yield False if it could not be had in time."""
+    lock = _redis().lock(
+        cache_keys.product_fill_lock(product_id),
+        timeout=FILL_LOCK_SECONDS,
+        blocking_timeout=FILL_WAIT_SECONDS,
+        sleep=0.005,
+    )
+    acquired = lock.acquire()
+    try:
+        yield acquired
+    finally:
+        if acquired:
+            # A load that outlived the lock's timeout finds it expired already: nothing to release.
+            with suppress(redis.exceptions.LockNotOwnedError):
+                lock.release()

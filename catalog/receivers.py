@@ -1,0 +1,42 @@
+"""Signal-driven invalidation: one save or delete, wherever it comes from, clears every layer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
+
+from catalog import product_cache
+from catalog.models import Category, Product
+from gateway import purge
+
+
+def invalidate_products_after_commit(
+    product_ids: Iterable[int], *, category_slugs: Iterable[str]
+) -> None:
+    """Once the transaction commits, drop the products from the app cache and the shared caches."""
+    product_ids, category_slugs = list(product_ids), list(category_slugs)
+
+    def invalidate() -> None:
+        product_cache.invalidate(product_ids)
+        product_tags = [f"product:{product_id}" for product_id in product_ids]
+        category_tags = [f"category:{slug}" for slug in category_slugs]
+        purge.tags([*product_tags, *category_tags, "products"])
+
+    # After commit, so that no reader can refill a cache with the row that is about to change.
+    transaction.on_commit(invalidate)
+
+
+@receiver([post_save, post_delete], sender=Product, dispatch_uid="catalog.product_changed")
+def product_changed(sender: type[Product], instance: Product, **kwargs) -> None:
+    invalidate_products_after_commit([instance.pk], category_slugs=[instance.category.slug])
+
+
+@receiver([post_save, post_delete], sender=Category, dispatch_uid="catalog.category_changed")
+def category_changed(sender: type[Category], instance: Category, **kwargs) -> None:
+    # Products carry only their category's slug, which never changes: their entries stay valid.
+    transaction.on_commit(
+        lambda: purge.tags([f"category:{instance.slug}", "categories", "products"])
+    )

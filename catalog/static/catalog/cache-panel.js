@@ -1,0 +1,10 @@
+// Fill the caching panel with the headers this URL is served with right now.
+(function () {
+  const panel = document.querySelector("[data-cache-panel]");
+  if (!panel) return;
+  fetch(window.location.href, { method: "HEAD", cache: "no-store" }).then(function (response) {
+    panel.querySelectorAll("[data-header]").forEach(function (cell) {
+      cell.textContent = response.headers.get(cell.dataset.header) || "(none)";
+    });
+  });
+})();
