@@ -12,6 +12,7 @@ import shutil
 import subprocess
 
 import pytest
+from django.core.management import call_command
 
 from tests.support import BASE_DIR
 
@@ -66,10 +67,11 @@ def test_the_matcher_rejects_output_the_readme_does_not_describe():
     assert not output_matches(expected, ["HTTP/1.1 200 OK", "", '{"status": "down"}'])
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, reset_sequences=True)
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 @pytest.mark.parametrize(("command", "expected"), EXAMPLES, ids=[c for c, _ in EXAMPLES])
 def test_readme_example(live_server_url, command, expected):
+    call_command("seed_catalog", products=30)  # the catalog `make run` seeds, smaller
     argv = [arg.replace(DOCUMENTED_BASE_URL, live_server_url) for arg in shlex.split(command)]
 
     result = subprocess.run(argv, capture_output=True, text=True, timeout=30)
