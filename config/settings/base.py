@@ -1,5 +1,6 @@
 """Settings shared by every environment; each value that varies comes from config.env."""
 
+from datetime import timedelta
 from pathlib import Path
 
 from config import env
@@ -22,6 +23,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
@@ -97,15 +99,62 @@ globals().update(consumer_settings(REDIS_URL, REDIS_KEY_PREFIX, REDIS_TIMEOUT))
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = TIME_ZONE
+# The quotes demo ticks every second. Run exactly one beat; a second one (or a retried task) is
+# harmless all the same: quotes.services.advance stores at most one tick per second.
+CELERY_BEAT_SCHEDULE = {"quotes-tick": {"task": "quotes.tasks.tick", "schedule": 1.0}}
 
 # --- API ------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    # A Bearer JWT first (no DB query, no session); the admin's session still works for the catalog.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "sessions_demo.authentication.JWTStatelessAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "config.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
+}
+
+# --- JWT (simplejwt; sessions_demo): HS256 with a shared secret, or RS256 with a key pair --------
+JWT_ALGORITHM = env.string("JWT_ALGORITHM", "HS256")
+
+
+def _pem_file(name: str) -> str:
+    path = env.string(name, "")
+    if not path:
+        env.fail(name, "must name a PEM file when JWT_ALGORITHM is RS256")
+    try:
+        return Path(path).read_text()
+    except OSError as exc:
+        env.fail(name, f"cannot be read ({exc.strerror}): {path!r}")
+
+
+if JWT_ALGORITHM == "HS256":
+    # A throwaway default for local and test; production.py refuses to start without a real key.
+    _jwt_keys = (env.string("JWT_SIGNING_KEY", "insecure-jwt-key-for-local-and-tests-only"), "")
+    if len(_jwt_keys[0].encode()) < 32:
+        env.fail("JWT_SIGNING_KEY", "must be at least 32 bytes (e.g. `openssl rand -hex 32`)")
+elif JWT_ALGORITHM == "RS256":
+    _jwt_keys = (_pem_file("JWT_PRIVATE_KEY_FILE"), _pem_file("JWT_PUBLIC_KEY_FILE"))
+else:
+    env.fail("JWT_ALGORITHM", f"must be HS256 or RS256, got {JWT_ALGORITHM!r}")
+
+SIMPLE_JWT = {
+    "ALGORITHM": JWT_ALGORITHM,
+    "SIGNING_KEY": _jwt_keys[0],
+    "VERIFYING_KEY": _jwt_keys[1],
+    "ACCESS_TOKEN_LIFETIME": timedelta(
+        seconds=env.integer("JWT_ACCESS_TOKEN_LIFETIME", 300, minimum=1)
+    ),
+    "REFRESH_TOKEN_LIFETIME": timedelta(
+        seconds=env.integer("JWT_REFRESH_TOKEN_LIFETIME", 86400, minimum=1)
+    ),
+    "ISSUER": env.string("JWT_ISSUER", "stateless-cacheable"),
+    "AUDIENCE": env.string("JWT_AUDIENCE", "stateless-cacheable-api"),
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
 }
 
 SPECTACULAR_SETTINGS = {
@@ -123,7 +172,10 @@ SPECTACULAR_SETTINGS = {
 
 # --- Apps: each reads its own namespaced dict (defaults and meaning in the app's conf) ------------
 CATALOG: dict = {}
-SESSIONS_DEMO: dict = {}
+SESSIONS_DEMO: dict = {
+    # Logout also puts the access token's jti on a Redis deny-list, until the token would expire.
+    "REVOKE_ACCESS_ON_LOGOUT": env.boolean("JWT_REVOKE_ACCESS_ON_LOGOUT", False),
+}
 QUOTES: dict = {}
 
 # Seconds /readyz waits for all its checks together before it names the slow ones as down.

@@ -1,0 +1,287 @@
+"""The sessions_demo API: tokens, the caller's identity, drafts, preferences and feed.
+
+Every view here is stateless: it knows the caller from the Bearer token alone, and keeps nothing
+between requests in memory; per-user state lives in Redis. Every response is `private, no-store`
+and varies on Authorization, so no shared cache ever keeps one user's answer for another.
+"""
+
+from django.conf import settings
+from django.http import HttpRequest, JsonResponse
+from django.urls import reverse
+from django.utils.cache import patch_cache_control, patch_vary_headers
+from django.utils.http import parse_etags
+from django.views.decorators.http import require_GET
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from jwt.algorithms import RSAAlgorithm
+from rest_framework import exceptions, status
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.views import TokenObtainPairView
+
+from config.errors import error_body
+from sessions_demo import idempotency, selectors, services
+from sessions_demo.authentication import JWTStatelessAuthentication
+from sessions_demo.exceptions import plain_auth_error
+from sessions_demo.serializers import (
+    DraftSerializer,
+    DraftSummarySerializer,
+    FeedSerializer,
+    MeSerializer,
+    PreferencesSerializer,
+    RefreshSerializer,
+    RegisterSerializer,
+    TokenObtainSerializer,
+    TokenPairSerializer,
+    VerifySerializer,
+)
+
+
+def invalid_token(exc: TokenError) -> exceptions.AuthenticationFailed:
+    """Return the 401 for a token that failed simplejwt's checks."""
+    return exceptions.AuthenticationFailed(str(exc), code="token_not_valid")
+
+
+class PrivateNoStore:
+    """Mark every response, errors included, personal: `private, no-store`, Vary: Authorization."""
+
+    def finalize_response(self, request: Request, response: Response, *args, **kwargs) -> Response:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        patch_cache_control(response, private=True, no_store=True)
+        patch_vary_headers(response, ["Authorization"])
+        return response
+
+
+class StatelessApi(PrivateNoStore, APIView):
+    """An endpoint for a signed-in user, known by Bearer JWT only (no session, no DB lookup)."""
+
+    authentication_classes = [JWTStatelessAuthentication]
+    permission_classes = [IsAuthenticated]
+
+    @property
+    def user_id(self) -> str:
+        return str(self.request.user.id)
+
+
+class PublicApi(PrivateNoStore, APIView):
+    """An endpoint anybody may call (it checks its own credentials), never cached."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    def get_authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="api"'  # a 401 here stays a 401, as for the other token endpoints
+
+
+# --- tokens ---------------------------------------------------------------------------------------
+
+
+class TokenObtainApi(PrivateNoStore, TokenObtainPairView):
+    """Exchange username and password for an access and a refresh token."""
+
+    serializer_class = TokenObtainSerializer
+
+    def handle_exception(self, exc: Exception) -> Response:
+        return super().handle_exception(plain_auth_error(exc))
+
+
+class TokenRefreshApi(PublicApi):
+    @extend_schema(request=RefreshSerializer, responses=TokenPairSerializer)
+    def post(self, request: Request) -> Response:
+        """Spend a refresh token on a new pair (rotation: the old refresh token stops working)."""
+        serializer = RefreshSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            pair = services.refresh_token_rotate(refresh=serializer.validated_data["refresh"])
+        except TokenError as exc:
+            raise invalid_token(exc) from exc
+        return Response(pair)
+
+
+class TokenVerifyApi(PublicApi):
+    @extend_schema(request=VerifySerializer, responses={200: None})
+    def post(self, request: Request) -> Response:
+        """Answer 200 when the token is valid, not blacklisted and not revoked; else 401."""
+        serializer = VerifySerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            selectors.token_check(token=serializer.validated_data["token"])
+        except TokenError as exc:
+            raise invalid_token(exc) from exc
+        return Response({})
+
+
+class LogoutApi(PrivateNoStore, APIView):
+    authentication_classes = [JWTStatelessAuthentication]  # optional: the access token to revoke
+    permission_classes = [AllowAny]
+
+    @extend_schema(request=RefreshSerializer, responses={204: None})
+    def post(self, request: Request) -> Response:
+        """Blacklist the refresh token (and, when configured, revoke the access token sent)."""
+        serializer = RefreshSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            services.logout(
+                refresh=serializer.validated_data["refresh"], access_claims=request.auth
+            )
+        except TokenError as exc:
+            raise invalid_token(exc) from exc
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class RegisterApi(PublicApi):
+    @extend_schema(request=RegisterSerializer, responses={201: RegisterSerializer})
+    def post(self, request: Request) -> Response:
+        """Create an account (then obtain a token with it)."""
+        serializer = RegisterSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = services.user_register(**serializer.validated_data)
+        return Response(RegisterSerializer(user).data, status=status.HTTP_201_CREATED)
+
+
+# --- me -------------------------------------------------------------------------------------------
+
+
+class MeApi(StatelessApi):
+    @extend_schema(responses=MeSerializer)
+    def get(self, request: Request) -> Response:
+        """Return who the token says you are: read from its claims, without a database query."""
+        return Response(MeSerializer(request.user).data)
+
+
+class PreferencesApi(StatelessApi):
+    @extend_schema(responses=PreferencesSerializer)
+    def get(self, request: Request) -> Response:
+        """Return the catalog categories you follow."""
+        return Response(selectors.preferences_get(user_id=self.user_id))
+
+    @extend_schema(request=PreferencesSerializer, responses=PreferencesSerializer)
+    def put(self, request: Request) -> Response:
+        """Set the catalog categories your feed follows."""
+        serializer = PreferencesSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return Response(services.preferences_set(user_id=self.user_id, **serializer.validated_data))
+
+
+class FeedApi(StatelessApi):
+    @extend_schema(responses=FeedSerializer)
+    def get(self, request: Request) -> Response:
+        """Return your feed: followed categories, your draft count, their newest products."""
+        return Response(selectors.feed(user_id=self.user_id))
+
+
+# --- drafts ---------------------------------------------------------------------------------------
+
+IF_MATCH = OpenApiParameter(
+    "If-Match", str, OpenApiParameter.HEADER, description="The draft's ETag; 412 when stale."
+)
+IDEMPOTENCY_KEY = OpenApiParameter(
+    idempotency.HEADER, str, OpenApiParameter.HEADER, description="Retry-safe create (24 h)."
+)
+
+
+def draft_response(draft: dict, status_code: int = status.HTTP_200_OK) -> Response:
+    """Return a draft with its ETag (and, when just created, its Location)."""
+    headers = {"ETag": selectors.draft_etag(draft)}
+    if status_code == status.HTTP_201_CREATED:
+        headers["Location"] = reverse("sessions_demo-api:draft-detail", args=[draft["id"]])
+    return Response(draft, status=status_code, headers=headers)
+
+
+def if_match(request: Request) -> list[str] | None:
+    """Return the ETags of the If-Match header (["*"] for any), None when there is none."""
+    header = request.headers.get("If-Match")
+    return parse_etags(header) if header is not None else None
+
+
+class DraftListApi(StatelessApi):
+    @extend_schema(responses=DraftSummarySerializer(many=True))
+    def get(self, request: Request) -> Response:
+        """List your drafts (without bodies), most recently changed first."""
+        return Response(selectors.draft_list(user_id=self.user_id))
+
+    @extend_schema(
+        parameters=[IDEMPOTENCY_KEY],
+        request=DraftSerializer,
+        responses={201: DraftSerializer, 409: None, 413: None, 422: None},
+    )
+    def post(self, request: Request) -> Response:
+        """Create a draft; with an Idempotency-Key, a retry returns the first answer again."""
+        serializer = DraftSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        key = request.headers.get(idempotency.HEADER)
+        claim = None
+        if key is not None:
+            request_fingerprint = idempotency.fingerprint("POST", request.path, request.data)
+            claim, done = idempotency.claim(
+                user_id=self.user_id, key=key, request_fingerprint=request_fingerprint
+            )
+            if done is not None:
+                response = draft_response(done["body"], done["status"])
+                response["Idempotent-Replayed"] = "true"
+                return response
+        try:
+            draft = services.draft_create(
+                user_id=self.user_id, claim=claim, **serializer.validated_data
+            )
+        except exceptions.APIException:
+            if claim is not None:
+                idempotency.release(claim)  # nothing was stored: let a retry run again
+            raise
+        return draft_response(draft, status.HTTP_201_CREATED)
+
+
+class DraftDetailApi(StatelessApi):
+    @extend_schema(responses=DraftSerializer)
+    def get(self, request: Request, draft_id: str) -> Response:
+        """Return one of your drafts, with its version as ETag."""
+        return draft_response(selectors.draft_get(user_id=self.user_id, draft_id=draft_id))
+
+    @extend_schema(parameters=[IF_MATCH], request=DraftSerializer, responses=DraftSerializer)
+    def put(self, request: Request, draft_id: str) -> Response:
+        """Replace a draft's title and body."""
+        return self._update(request, draft_id, partial=False)
+
+    @extend_schema(parameters=[IF_MATCH], request=DraftSerializer, responses=DraftSerializer)
+    def patch(self, request: Request, draft_id: str) -> Response:
+        """Change a draft's title or body."""
+        return self._update(request, draft_id, partial=True)
+
+    @extend_schema(parameters=[IF_MATCH], responses={204: None})
+    def delete(self, request: Request, draft_id: str) -> Response:
+        """Delete a draft."""
+        services.draft_delete(user_id=self.user_id, draft_id=draft_id, if_match=if_match(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    def _update(self, request: Request, draft_id: str, *, partial: bool) -> Response:
+        serializer = DraftSerializer(data=request.data, partial=partial)
+        serializer.is_valid(raise_exception=True)
+        draft = services.draft_update(
+            user_id=self.user_id,
+            draft_id=draft_id,
+            changes=serializer.validated_data,
+            if_match=if_match(request),
+        )
+        return draft_response(draft)
+
+
+# --- public key -----------------------------------------------------------------------------------
+
+
+@require_GET
+def jwks(request: HttpRequest) -> JsonResponse:
+    """Publish the public key that verifies access tokens (RS256), as a JSON Web Key Set."""
+    jwt_settings = settings.SIMPLE_JWT
+    if jwt_settings["ALGORITHM"] != "RS256":
+        detail = (
+            "Tokens are signed with a shared secret (HS256): there is no public key to publish."
+        )
+        return JsonResponse(error_body(detail, "not_found"), status=404)
+    key = RSAAlgorithm.to_jwk(
+        RSAAlgorithm(RSAAlgorithm.SHA256).prepare_key(jwt_settings["VERIFYING_KEY"]), as_dict=True
+    )
+    response = JsonResponse({"keys": [{**key, "use": "sig", "alg": "RS256"}]})
+    patch_cache_control(response, public=True, max_age=300)
+    return response
