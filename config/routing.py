@@ -1,3 +1,5 @@
 """WebSocket routes: each app's consumers are listed here as its issue lands."""
 
-websocket_urlpatterns: list = []
+from quotes.routing import websocket_urlpatterns as quotes_routes
+
+websocket_urlpatterns: list = [*quotes_routes]

@@ -1,0 +1,293 @@
+"""The quotes WebSocket: subscribe to symbols, get a snapshot, then one message per tick.
+
+Client -> server: subscribe / unsubscribe {symbols}, resume {since}, ping.
+Server -> client: snapshot, tick, pong, heartbeat, error {code, detail}. The README ("Live
+quotes") documents each message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import functools
+import json
+import logging
+import time
+from urllib.parse import parse_qs
+
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from redis import RedisError
+
+from quotes import keys
+from quotes.conf import conf
+from quotes.feed import Follower, SymbolError, validate_symbols
+
+logger = logging.getLogger(__name__)
+
+POLICY_VIOLATION = 1008
+
+
+def now_ms() -> int:
+    """Return the wall-clock time in epoch milliseconds, as ticks carry it."""
+    return int(time.time() * 1000)
+
+
+class SendWindow:
+    """Whether daphne can take another message for this client without queueing it in memory.
+
+    ASGI gives an application no backpressure and daphne's send never waits: every message goes
+    to Twisted, which buffers what a client does not read, without limit. Twisted's own flow
+    control, a push producer registered on the connection, tells us when 64 KiB are waiting.
+    """
+
+    def __init__(self) -> None:
+        self.open = True
+        self.protocol = None
+
+    # Twisted's IPushProducer, called on daphne's event loop.
+    def pauseProducing(self) -> None:
+        self.open = False
+
+    def resumeProducing(self) -> None:
+        self.open = True
+
+    def stopProducing(self) -> None:
+        self.open = True
+
+    @classmethod
+    def attach(cls, send) -> SendWindow:
+        """Return the window of the connection `send` writes to (always open if it cannot tell)."""
+        window = cls()
+        # daphne's send is functools.partial(server.handle_reply, protocol), the one way to reach
+        # its protocol. Elsewhere (another server, a test communicator) the window stays open and
+        # the server's own backpressure, an `await send` that waits, takes its place.
+        protocol = send.args[0] if isinstance(send, functools.partial) and send.args else None
+        if hasattr(protocol, "registerProducer"):
+            try:
+                protocol.registerProducer(window, True)
+                window.protocol = protocol
+            except RuntimeError:  # somebody else's producer is registered: leave it alone
+                pass
+        return window
+
+    def detach(self) -> None:
+        if self.protocol is not None:
+            self.protocol.unregisterProducer()
+            self.protocol = None
+
+
+class TokenBucket:
+    """Allow `rate` events a second on average, in bursts of at most `rate`."""
+
+    def __init__(self, rate: float, timer) -> None:
+        self.rate = rate
+        self.timer = timer
+        self.tokens = rate
+        self.updated = timer()
+
+    def take(self) -> bool:
+        now = self.timer()
+        self.tokens = min(self.rate, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+def conflate(pending: dict | None, tick: dict) -> dict:
+    """Merge `tick` into the tick message held back for a slow client: newest quote per symbol."""
+    if pending is None:
+        return {
+            **tick,
+            "first_seq": tick["seq"],
+            "quotes": {q["symbol"]: q for q in tick["quotes"]},
+        }
+    quotes = {**pending["quotes"], **{q["symbol"]: q for q in tick["quotes"]}}
+    return {**pending, "seq": tick["seq"], "ts": tick["ts"], "quotes": quotes}
+
+
+class QuotesConsumer(AsyncJsonWebsocketConsumer):
+    """Live quotes for the symbols a client subscribes to; quotes are public, so no login."""
+
+    groups = [keys.GROUP]  # joined before connect(): no tick is missed while we set up
+    # Test hooks: the clock of the limits, and how the consumer learns the connection's window.
+    timer = staticmethod(time.monotonic)
+    window_for = staticmethod(SendWindow.attach)
+
+    async def connect(self) -> None:
+        self.settings = conf()
+        self.follower = Follower()
+        self.pending: dict | None = None
+        self.budget = TokenBucket(self.settings["MAX_MESSAGES_PER_SECOND"], self.timer)
+        self.errors: collections.deque[float] = collections.deque()
+        self.closing = False
+        self.window = self.window_for(self.base_send)
+        # A JWT may come as ?token= or a subprotocol; quotes are public, so it is never required,
+        # and whatever the gateway verified is in scope["auth_claims"]. A browser that offers
+        # subprotocols needs one echoed back, or it drops the connection.
+        offered = self.scope.get("subprotocols") or []
+        await self.accept(offered[0] if offered else None)
+        self.last_sent = self.timer()
+        self.heartbeat = asyncio.create_task(self.send_heartbeats())
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        if "symbols" in query:
+            try:
+                await self.join(query["symbols"][-1].split(","), query.get("since", [None])[-1])
+            except RedisError:
+                await self.unavailable()
+
+    async def join(self, symbols: list[str], since: str | None) -> None:
+        """Subscribe to the query string's symbols, resuming after `since` when given."""
+        try:
+            symbols = validate_symbols(symbols)
+            if since is not None and not (since.isdigit() and since.isascii()):
+                raise SymbolError("invalid", "since must be a tick seq (a whole number).")
+        except SymbolError as error:
+            await self.refuse(error.code, error.detail)
+            return
+        if since is None:
+            await self.deliver(await self.follower.subscribe(symbols))
+        else:
+            for message in await self.follower.resume(int(since), symbols):
+                await self.deliver(message)
+
+    async def disconnect(self, code: int) -> None:
+        self.heartbeat.cancel()
+        self.window.detach()
+
+    # --- client -> server ---------------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.closing:
+            return
+        if not self.budget.take():
+            limit = self.settings["MAX_MESSAGES_PER_SECOND"]
+            await self.refuse("rate_limited", f"At most {limit} messages a second.")
+            return
+        if text_data is None:
+            await self.refuse("invalid", "Send JSON in text frames, not binary ones.")
+            return
+        if len(text_data.encode()) > self.settings["MAX_MESSAGE_BYTES"]:
+            limit = self.settings["MAX_MESSAGE_BYTES"]
+            await self.refuse("message_too_large", f"Messages are limited to {limit} bytes.")
+            return
+        try:
+            message = json.loads(text_data)
+        except ValueError:
+            await self.refuse("bad_json", "The message is not valid JSON.")
+            return
+        kind = message.get("type") if isinstance(message, dict) else None
+        handler = {
+            "subscribe": self.on_subscribe,
+            "unsubscribe": self.on_unsubscribe,
+            "resume": self.on_resume,
+            "ping": self.on_ping,
+        }.get(kind)
+        if handler is None:
+            await self.refuse(
+                "unknown_type", "type must be subscribe, unsubscribe, resume or ping."
+            )
+            return
+        try:
+            await handler(message)
+        except RedisError:
+            await self.unavailable()
+
+    async def on_subscribe(self, message: dict) -> None:
+        try:
+            symbols = validate_symbols(message.get("symbols"), subscribed=self.follower.symbols)
+        except SymbolError as error:
+            await self.refuse(error.code, error.detail)
+            return
+        await self.deliver(await self.follower.subscribe(symbols))
+
+    async def on_unsubscribe(self, message: dict) -> None:
+        symbols = message.get("symbols")
+        if not (isinstance(symbols, list) and all(isinstance(s, str) for s in symbols)):
+            await self.refuse("invalid", "symbols must be a list of ticker symbols.")
+            return
+        self.follower.unsubscribe(symbols)
+        if self.pending is not None:
+            for symbol in symbols:
+                self.pending["quotes"].pop(symbol, None)
+
+    async def on_resume(self, message: dict) -> None:
+        since = message.get("since")
+        if type(since) is not int or since < 0:
+            await self.refuse("invalid", "since must be a tick seq (a whole number).")
+            return
+        self.pending = None  # the replay sends everything after `since` again
+        for each in await self.follower.resume(since):
+            await self.deliver(each)
+
+    async def on_ping(self, message: dict) -> None:
+        await self.send_message({"type": "pong", "ts": now_ms()})
+
+    async def unavailable(self) -> None:
+        """Tell the client Redis did not answer (not its fault: no strike against it)."""
+        logger.warning("Redis unavailable for a quotes client", exc_info=True)
+        await self.send_message(
+            {"type": "error", "code": "service_unavailable", "detail": "Try again shortly."}
+        )
+
+    async def refuse(self, code: str, detail: str) -> None:
+        """Answer a client error; close with 1008 when errors keep coming."""
+        now = self.timer()
+        self.errors.append(now)
+        while self.errors[0] <= now - self.settings["ERROR_WINDOW_SECONDS"]:
+            self.errors.popleft()
+        await self.send_message({"type": "error", "code": code, "detail": detail})
+        if len(self.errors) > self.settings["MAX_ERRORS"]:
+            self.closing = True
+            await self.close(code=POLICY_VIOLATION)
+
+    # --- server -> client ---------------------------------------------------------------------
+
+    async def quotes_tick(self, event: dict) -> None:
+        """Forward a published tick (the channel layer calls this for type "quotes.tick")."""
+        try:
+            messages = await self.follower.on_tick(event["tick"])
+        except RedisError:
+            # The gap stays open; the next tick fills it.
+            logger.warning("Redis unavailable while filling a gap", exc_info=True)
+            return
+        for message in messages:
+            await self.deliver(message)
+
+    async def deliver(self, message: dict) -> None:
+        """Send a snapshot or tick; conflate ticks while the client is not keeping up."""
+        if message["type"] == "snapshot":
+            if message["reset"]:
+                self.pending = None
+            await self.send_message(message)
+            return
+        if self.pending is None and self.window.open:
+            await self.send_message(message)
+            return
+        # Only the latest price matters: hold one merged tick (bounded by the symbols) and send it
+        # once the client has read what it was sent, never a queue of stale ones.
+        self.pending = conflate(self.pending, message)
+        if self.window.open:
+            pending, self.pending = self.pending, None
+            first_seq = pending.pop("first_seq")
+            merged = {**pending, "quotes": list(pending["quotes"].values())}
+            if first_seq < pending["seq"]:  # says which ticks it stands for, so none looks lost
+                merged.update(conflated=True, first_seq=first_seq)
+            await self.send_message(merged)
+
+    async def send_message(self, message: dict) -> None:
+        self.last_sent = self.timer()
+        await self.send_json(message)
+
+    async def send_heartbeats(self) -> None:
+        """Send a heartbeat whenever the connection has been quiet for HEARTBEAT_SECONDS."""
+        interval = self.settings["HEARTBEAT_SECONDS"]
+        while True:
+            quiet = self.timer() - self.last_sent
+            if quiet < interval:
+                await asyncio.sleep(interval - quiet)
+            elif self.window.open:
+                await self.send_message({"type": "heartbeat", "ts": now_ms()})
+            else:
+                await asyncio.sleep(interval)  # the client is not reading: no point adding to it

@@ -1,0 +1,159 @@
+"""One gapless sequence of messages per client, shared by the WebSocket consumer and the SSE view.
+
+Ticks reach a process through the channel layer, which may drop one (pub/sub is at most once) or
+deliver one late; every client also joins, resumes and subscribes at its own moment. A Follower
+turns all of that into messages whose seqs have no holes: it fills a gap from the stored ticks,
+drops what the client already has, and when the ticks it needs are no longer kept sends a fresh
+snapshot flagged `reset`, so a client can always tell whether it missed anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import weakref
+
+from django.conf import settings
+from redis import asyncio as aioredis
+
+from quotes import keys
+from quotes.conf import conf
+from quotes.selectors import latest_view, market
+
+_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def redis_client() -> aioredis.Redis:
+    """Return the running event loop's client for the quotes readers (one bounded pool per loop)."""
+    loop = asyncio.get_running_loop()
+    client = _clients.get(loop)
+    if client is None:
+        # Blocking: at its limit, redis-py's default pool raises "Too many connections"; a burst
+        # of clients joining at once must wait a moment for a connection instead.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            settings.REDIS_URL,
+            max_connections=conf()["REDIS_POOL_SIZE"],
+            timeout=settings.REDIS_TIMEOUT,
+            socket_connect_timeout=settings.REDIS_TIMEOUT,
+            socket_timeout=settings.REDIS_TIMEOUT,
+            decode_responses=True,
+        )
+        client = _clients[loop] = aioredis.Redis(connection_pool=pool)
+    return client
+
+
+async def close_redis_client() -> None:
+    """Close the running event loop's client, if it has one (tests, before their loop closes)."""
+    client = _clients.pop(asyncio.get_running_loop(), None)
+    if client is not None:
+        await client.aclose(close_connection_pool=True)
+
+
+class SymbolError(ValueError):
+    """Symbols a client cannot have: unknown, malformed, or too many."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+def validate_symbols(symbols: object, *, subscribed: object = ()) -> list[str]:
+    """Return `symbols` without duplicates when they are all known and within the limit."""
+    if not (isinstance(symbols, list) and symbols and all(isinstance(s, str) for s in symbols)):
+        raise SymbolError("invalid", "symbols must be a non-empty list of ticker symbols.")
+    symbols = list(dict.fromkeys(symbols))
+    known = market().opening
+    if unknown := [symbol for symbol in symbols if symbol not in known]:
+        raise SymbolError("unknown_symbol", f"Unknown symbols: {', '.join(unknown)}.")
+    limit = conf()["MAX_SYMBOLS"]
+    if len({*subscribed, *symbols}) > limit:
+        raise SymbolError("too_many_symbols", f"At most {limit} symbols per connection.")
+    return symbols
+
+
+async def snapshot(symbols: list[str]) -> dict:
+    """Return {seq, ts, quotes}: the latest quotes of `symbols` and the tick they are from."""
+    async with redis_client().pipeline() as pipe:  # MULTI/EXEC: the seq and quotes of one moment
+        pipe.hgetall(keys.meta())
+        pipe.hgetall(keys.latest())
+        meta, latest = await pipe.execute()
+    return latest_view(market(), meta, latest, symbols)
+
+
+async def ticks_after(since: int, until: int | None = None) -> list[dict] | None:
+    """Return the ticks after `since` (up to `until`, default the last), or None if not all kept."""
+    async with redis_client().pipeline() as pipe:
+        pipe.hget(keys.meta(), "seq")
+        pipe.xrange(keys.ticks(), min=f"{since + 1}-0", max="+" if until is None else f"{until}-0")
+        current, entries = await pipe.execute()
+    last = int(current or 0) if until is None else until
+    ticks = [json.loads(fields["tick"]) for _id, fields in entries]
+    # Stored seqs are consecutive, so a count short of the range means its start was trimmed
+    # (or `since` is from before the market was last reset).
+    return ticks if len(ticks) == last - since else None
+
+
+class Follower:
+    """The sequence of one client: the seq it is up to date with, and its symbols.
+
+    `symbols` maps each symbol to the seq at which the client last got its full state (a
+    snapshot), so that a tick older than that snapshot never sends it back in time.
+    """
+
+    def __init__(self) -> None:
+        self.symbols: dict[str, int] = {}
+        self.cursor: int | None = None
+
+    async def subscribe(self, symbols: list[str]) -> dict:
+        """Add `symbols`; return the snapshot message that brings the client up to date on them."""
+        state = await snapshot(symbols)
+        self.symbols.update(dict.fromkeys(symbols, state["seq"]))
+        if self.cursor is None:
+            self.cursor = state["seq"]
+        return {"type": "snapshot", "reset": False, **state}
+
+    def unsubscribe(self, symbols: list[str]) -> None:
+        """Stop following `symbols`."""
+        for symbol in symbols:
+            self.symbols.pop(symbol, None)
+
+    async def resume(self, since: int, symbols: list[str] = ()) -> list[dict]:
+        """Return the ticks after `since` for the symbols (plus `symbols`), or a reset snapshot."""
+        self.symbols.update(dict.fromkeys(symbols, since))
+        ticks = await ticks_after(since)
+        if ticks is None:
+            return [await self.reset()]
+        self.symbols = {symbol: min(seq, since) for symbol, seq in self.symbols.items()}
+        self.cursor = since
+        return [self._message(tick) for tick in ticks]
+
+    async def on_tick(self, tick: dict) -> list[dict]:
+        """Return the messages a published tick makes for this client, any it missed first."""
+        if self.cursor is None or tick["seq"] <= self.cursor:
+            return []  # not following yet, or already sent (a replay overtook it)
+        if not self.symbols:
+            self.cursor = tick["seq"]  # nothing to miss: no symbols, no messages
+            return []
+        missed = []
+        if tick["seq"] > self.cursor + 1:
+            missed = await ticks_after(self.cursor, tick["seq"] - 1)
+            if missed is None:
+                return [await self.reset()]
+        return [self._message(each) for each in [*missed, tick]]
+
+    async def reset(self) -> dict:
+        """Return a fresh snapshot of every symbol, flagged `reset`, and restart from it."""
+        state = await snapshot(list(self.symbols))
+        self.symbols = dict.fromkeys(self.symbols, state["seq"])
+        self.cursor = state["seq"]
+        return {"type": "snapshot", "reset": True, **state}
+
+    def _message(self, tick: dict) -> dict:
+        self.cursor = tick["seq"]
+        quotes = [
+            quote
+            for quote in tick["quotes"]
+            if quote["symbol"] in self.symbols and tick["seq"] > self.symbols[quote["symbol"]]
+        ]
+        return {"type": "tick", "seq": tick["seq"], "ts": tick["ts"], "quotes": quotes}

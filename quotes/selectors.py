@@ -1,0 +1,61 @@
+"""Reads of the quotes app (sync, for the REST views); quotes.feed has the async ones."""
+
+from __future__ import annotations
+
+import json
+
+from django.http import Http404
+
+from config.redis_wiring import app_client
+from quotes import keys
+from quotes.conf import conf
+from quotes.market import Market
+
+
+def market() -> Market:
+    """Return the market the settings describe."""
+    return Market.from_conf(conf())
+
+
+def latest_view(the_market: Market, meta: dict, latest: dict, symbols: list[str]) -> dict:
+    """Shape the stored meta and latest hashes as {seq, ts, quotes} for `symbols`."""
+    opening = the_market.opening_quotes()
+    quotes = [json.loads(latest[s]) if s in latest else opening[s] for s in symbols]
+    ts = meta.get("ts")
+    return {"seq": int(meta.get("seq", 0)), "ts": None if ts is None else int(ts), "quotes": quotes}
+
+
+def unknown_symbols(symbols: list[str]) -> list[str]:
+    """Return the symbols in `symbols` that the market does not list."""
+    known = market().opening
+    return [symbol for symbol in symbols if symbol not in known]
+
+
+def quotes_latest() -> dict:
+    """Return the latest quote of every symbol, with the seq and time of the last tick."""
+    the_market = market()
+    with app_client().pipeline() as pipe:  # MULTI/EXEC: the seq and the quotes of one moment
+        pipe.hgetall(keys.meta())
+        pipe.hgetall(keys.latest())
+        meta, latest = pipe.execute()
+    return latest_view(the_market, meta, latest, list(the_market.opening))
+
+
+def quote_get(*, symbol: str) -> dict:
+    """Return the latest quote of `symbol`; Http404 when the market does not list it."""
+    the_market = market()
+    if symbol not in the_market.opening:
+        raise Http404(f"Unknown symbol {symbol!r}.")
+    stored = app_client().hget(keys.latest(), symbol)
+    return json.loads(stored) if stored else the_market.opening_quotes()[symbol]
+
+
+def quote_history(*, symbol: str, limit: int) -> list[dict]:
+    """Return the last `limit` quotes of `symbol`, oldest first (the opening before any tick)."""
+    the_market = market()
+    if symbol not in the_market.opening:
+        raise Http404(f"Unknown symbol {symbol!r}.")
+    entries = app_client().xrevrange(keys.history(symbol), count=limit)
+    if not entries:
+        return [the_market.opening_quotes()[symbol]]
+    return [json.loads(fields["quote"]) for _id, fields in reversed(entries)]
