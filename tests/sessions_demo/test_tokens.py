@@ -305,6 +305,21 @@ def test_logout_with_revocation_on_denies_the_access_token_until_it_expires(
     assert verify.status_code == 401
 
 
+def test_logout_is_all_or_nothing_when_redis_is_down(
+    asgi, alice_tokens, as_alice, settings, redis_down
+):
+    settings.SESSIONS_DEMO = {**settings.SESSIONS_DEMO, "REVOKE_ACCESS_ON_LOGOUT": True}
+
+    response = asgi.post(
+        "/api/v1/auth/logout/", json={"refresh": alice_tokens["refresh"]}, headers=as_alice
+    )
+
+    # The deny-list write failed, so the refresh token's blacklisting was rolled back with it.
+    assert response.status_code == 503
+    assert response.json()["code"] == "service_unavailable"
+    assert BlacklistedToken.objects.count() == 0
+
+
 def test_logout_with_a_bad_refresh_token_is_a_401(asgi, as_alice):
     response = asgi.post("/api/v1/auth/logout/", json={"refresh": "nope"}, headers=as_alice)
 
