@@ -1,0 +1,412 @@
+"""The quotes WebSocket consumer, through the whole ASGI app, over the real Redis channel layer."""
+
+from __future__ import annotations
+
+import pytest
+import pytest_asyncio
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from rest_framework_simplejwt.settings import api_settings
+from rest_framework_simplejwt.tokens import AccessToken
+
+from quotes import feed, services
+from quotes.consumers import QuotesConsumer, SendWindow
+
+T0 = 1_800_000_000.0
+ORIGIN = [(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")]
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest_asyncio.fixture(autouse=True)
+async def close_feed_client():
+    yield
+    await feed.close_redis_client()
+
+
+async def tick(second: int, *, publish: bool = True) -> dict:
+    """Store the tick of second T0 + `second` and, by default, publish it."""
+    if publish:
+        return await sync_to_async(services.tick)(now=T0 + second)
+    return await sync_to_async(services.advance)(now=T0 + second)
+
+
+async def connect(query: str = "", subprotocols: list[str] | None = None) -> WebsocketCommunicator:
+    from config.asgi import application
+
+    client = WebsocketCommunicator(
+        application, f"/ws/quotes/{query}", headers=ORIGIN, subprotocols=subprotocols
+    )
+    connected, _ = await client.connect()
+    assert connected
+    return client
+
+
+def only(symbols: set[str], quotes: list[dict]) -> list[dict]:
+    return [quote for quote in quotes if quote["symbol"] in symbols]
+
+
+async def test_subscribe_sends_a_snapshot_at_once(quotes_settings):
+    client = await connect()
+
+    await client.send_json_to({"type": "subscribe", "symbols": ["ACME", "BOLT"]})
+
+    assert await client.receive_json_from() == {
+        "type": "snapshot",
+        "reset": False,
+        "seq": 0,
+        "ts": None,
+        "quotes": [
+            {"symbol": "ACME", "price": 100.0, "change": 0.0, "seq": 0, "ts": None},
+            {"symbol": "BOLT", "price": 42.5, "change": 0.0, "seq": 0, "ts": None},
+        ],
+    }
+    await client.disconnect()
+
+
+async def test_a_tick_carries_only_the_subscribed_symbols(quotes_settings):
+    client = await connect("?symbols=ACME")
+    await client.receive_json_from()  # the snapshot
+
+    published = await tick(0)
+
+    assert await client.receive_json_from() == {
+        "type": "tick",
+        "seq": 1,
+        "ts": published["ts"],
+        "quotes": only({"ACME"}, published["quotes"]),
+    }
+    assert len(only({"ACME"}, published["quotes"])) == 1
+    await client.disconnect()
+
+
+async def test_every_tick_reaches_a_subscriber_even_when_none_of_its_symbols_moved(
+    quotes_settings,
+):
+    quotes_settings["VOLATILITY"] = 0.0  # nothing ever moves
+    client = await connect("?symbols=ACME")
+    await client.receive_json_from()
+
+    for second in range(3):
+        await tick(second)
+
+    seqs = [(await client.receive_json_from()) for _ in range(3)]
+    assert [(m["type"], m["seq"], m["quotes"]) for m in seqs] == [
+        ("tick", 1, []),
+        ("tick", 2, []),
+        ("tick", 3, []),
+    ]
+    await client.disconnect()
+
+
+async def test_every_subscriber_gets_the_same_tick(quotes_settings):
+    first, second = await connect("?symbols=ACME,BOLT"), await connect("?symbols=ACME,BOLT")
+    await first.receive_json_from()
+    await second.receive_json_from()
+
+    await tick(0)
+
+    assert await first.receive_json_from() == await second.receive_json_from()
+    await first.disconnect()
+    await second.disconnect()
+
+
+async def test_unsubscribe_stops_a_symbol(quotes_settings):
+    client = await connect("?symbols=ACME,BOLT")
+    await client.receive_json_from()
+
+    await client.send_json_to({"type": "unsubscribe", "symbols": ["BOLT"]})
+    published = await tick(0)
+
+    message = await client.receive_json_from()
+    assert message["quotes"] == only({"ACME"}, published["quotes"])
+    assert only({"BOLT"}, published["quotes"]) != []  # BOLT did move: it was left out
+    await client.disconnect()
+
+
+async def test_a_client_without_symbols_gets_no_ticks(quotes_settings):
+    client = await connect()
+
+    await tick(0)
+
+    assert await client.receive_nothing(timeout=0.3)
+    await client.disconnect()
+
+
+async def test_ping_gets_a_pong(quotes_settings):
+    client = await connect()
+
+    await client.send_json_to({"type": "ping"})
+
+    pong = await client.receive_json_from()
+    assert pong["type"] == "pong"
+    assert isinstance(pong["ts"], int)
+    await client.disconnect()
+
+
+async def test_since_on_connect_replays_exactly_the_missed_ticks(quotes_settings):
+    published = [await tick(second) for second in range(4)]
+
+    client = await connect("?symbols=ACME&since=1")
+
+    replay = [await client.receive_json_from() for _ in range(3)]
+    assert replay == [
+        {"type": "tick", "seq": t["seq"], "ts": t["ts"], "quotes": only({"ACME"}, t["quotes"])}
+        for t in published[1:]
+    ]
+    assert await client.receive_nothing(timeout=0.2)
+    await client.disconnect()
+
+
+async def test_a_resume_message_replays_after_since(quotes_settings):
+    client = await connect("?symbols=BOLT")
+    await client.receive_json_from()
+    published = [await tick(second) for second in range(2)]
+    live = [await client.receive_json_from() for _ in range(2)]
+
+    await client.send_json_to({"type": "resume", "since": 0})
+
+    assert [await client.receive_json_from() for _ in range(2)] == live
+    assert [m["seq"] for m in live] == [t["seq"] for t in published]
+    await client.disconnect()
+
+
+async def test_resume_past_the_kept_history_sends_a_reset_snapshot(quotes_settings):
+    quotes_settings["HISTORY_LENGTH"] = 2
+    for second in range(4):
+        await tick(second)
+
+    client = await connect("?symbols=ACME&since=0")
+
+    message = await client.receive_json_from()
+    assert (message["type"], message["reset"], message["seq"]) == ("snapshot", True, 4)
+    assert [q["symbol"] for q in message["quotes"]] == ["ACME"]
+    await client.disconnect()
+
+
+async def test_resume_from_a_seq_the_market_never_reached_sends_a_reset_snapshot(quotes_settings):
+    await tick(0)
+
+    client = await connect("?symbols=ACME&since=99")
+
+    message = await client.receive_json_from()
+    assert (message["type"], message["reset"], message["seq"]) == ("snapshot", True, 1)
+    await client.disconnect()
+
+
+async def test_a_tick_lost_on_the_way_is_filled_in_from_history(quotes_settings):
+    client = await connect("?symbols=ACME,BOLT")
+    await client.receive_json_from()
+
+    lost = await tick(0, publish=False)  # stored, never published
+    published = await tick(1)
+
+    messages = [await client.receive_json_from() for _ in range(2)]
+    assert [(m["seq"], m["quotes"]) for m in messages] == [
+        (1, only({"ACME", "BOLT"}, lost["quotes"])),
+        (2, only({"ACME", "BOLT"}, published["quotes"])),
+    ]
+    await client.disconnect()
+
+
+async def test_a_client_that_cannot_keep_up_gets_one_conflated_tick(quotes_settings, monkeypatch):
+    window = SendWindow()
+    monkeypatch.setattr(QuotesConsumer, "window_for", staticmethod(lambda send: window))
+    client = await connect("?symbols=ACME,BOLT")
+    await client.receive_json_from()
+    window.pauseProducing()  # the server's buffer for this client is full
+
+    held = [await tick(second) for second in range(3)]
+    assert await client.receive_nothing(timeout=0.3)
+    window.resumeProducing()  # the client has read it all
+    last = await tick(3)
+
+    newest = {}
+    for published in [*held, last]:
+        newest.update({q["symbol"]: q for q in only({"ACME", "BOLT"}, published["quotes"])})
+    message = await client.receive_json_from()
+    assert message == {
+        "type": "tick",
+        "seq": 4,
+        "ts": last["ts"],
+        "quotes": list(newest.values()),
+        "conflated": True,
+        "first_seq": 1,
+    }
+    await client.disconnect()
+
+
+def valid_access_token() -> str:
+    token = AccessToken()
+    token[api_settings.USER_ID_CLAIM] = 1
+    return str(token)
+
+
+async def test_a_valid_token_is_accepted_in_the_query_string(quotes_settings):
+    client = await connect(f"?token={valid_access_token()}")
+
+    await client.send_json_to({"type": "ping"})
+
+    assert (await client.receive_json_from())["type"] == "pong"
+    await client.disconnect()
+
+
+async def test_a_valid_token_is_accepted_as_a_subprotocol_and_the_first_one_echoed(
+    quotes_settings,
+):
+    from config.asgi import application
+
+    client = WebsocketCommunicator(
+        application, "/ws/quotes/", headers=ORIGIN, subprotocols=["bearer", valid_access_token()]
+    )
+
+    connected, subprotocol = await client.connect()
+
+    # A browser drops a connection whose offered subprotocols get none back.
+    assert (connected, subprotocol) == (True, "bearer")
+    await client.disconnect()
+
+
+async def test_a_quiet_connection_gets_heartbeats(quotes_settings):
+    quotes_settings["HEARTBEAT_SECONDS"] = 0.05
+    client = await connect()
+
+    message = await client.receive_json_from()
+
+    assert message["type"] == "heartbeat"
+    await client.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("frame", "code", "detail"),
+    [
+        ("{not json", "bad_json", "The message is not valid JSON."),
+        ('["subscribe"]', "unknown_type", "type must be subscribe, unsubscribe, resume or ping."),
+        ('{"type": "buy"}', "unknown_type", "type must be subscribe, unsubscribe, resume or ping."),
+        (
+            '{"type": "subscribe", "symbols": ["ACME", "NOPE", "ZZZ"]}',
+            "unknown_symbol",
+            "Unknown symbols: NOPE, ZZZ.",
+        ),
+        (
+            '{"type": "subscribe", "symbols": "ACME"}',
+            "invalid",
+            "symbols must be a non-empty list of ticker symbols.",
+        ),
+        (
+            '{"type": "resume", "since": "yesterday"}',
+            "invalid",
+            "since must be a tick seq (a whole number).",
+        ),
+    ],
+)
+async def test_a_bad_message_gets_an_error(quotes_settings, frame, code, detail):
+    client = await connect()
+
+    await client.send_to(text_data=frame)
+
+    assert await client.receive_json_from() == {"type": "error", "code": code, "detail": detail}
+    await client.disconnect()
+
+
+async def test_a_binary_frame_gets_an_error(quotes_settings):
+    client = await connect()
+
+    await client.send_to(bytes_data=b'{"type": "ping"}')
+
+    assert (await client.receive_json_from())["code"] == "invalid"
+    await client.disconnect()
+
+
+async def test_too_many_symbols_get_an_error(quotes_settings):
+    quotes_settings["MAX_SYMBOLS"] = 2
+    client = await connect("?symbols=ACME,BOLT")
+    await client.receive_json_from()
+
+    await client.send_json_to({"type": "subscribe", "symbols": ["CRUX"]})
+
+    assert await client.receive_json_from() == {
+        "type": "error",
+        "code": "too_many_symbols",
+        "detail": "At most 2 symbols per connection.",
+    }
+    await client.disconnect()
+
+
+async def test_an_oversized_message_gets_an_error(quotes_settings):
+    quotes_settings["MAX_MESSAGE_BYTES"] = 64
+    client = await connect()
+
+    await client.send_json_to({"type": "subscribe", "symbols": ["ACME"] * 20})
+
+    assert await client.receive_json_from() == {
+        "type": "error",
+        "code": "message_too_large",
+        "detail": "Messages are limited to 64 bytes.",
+    }
+    await client.disconnect()
+
+
+class FrozenClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_messages_beyond_the_rate_limit_get_an_error(quotes_settings, monkeypatch):
+    quotes_settings["MAX_MESSAGES_PER_SECOND"] = 2
+    clock = FrozenClock()
+    monkeypatch.setattr(QuotesConsumer, "timer", clock)
+    client = await connect()
+
+    for _ in range(3):
+        await client.send_json_to({"type": "ping"})
+    replies = [(await client.receive_json_from())["type"] for _ in range(3)]
+    clock.now += 1  # a second later the budget is back
+    await client.send_json_to({"type": "ping"})
+
+    assert replies == ["pong", "pong", "error"]
+    assert (await client.receive_json_from())["type"] == "pong"
+    await client.disconnect()
+
+
+async def test_repeated_abuse_closes_the_socket_with_1008(quotes_settings):
+    quotes_settings["MAX_ERRORS"] = 2
+    client = await connect()
+
+    for _ in range(3):
+        await client.send_to(text_data="{not json")
+    errors = [(await client.receive_json_from())["code"] for _ in range(3)]
+
+    assert errors == ["bad_json"] * 3
+    assert await client.receive_output() == {"type": "websocket.close", "code": 1008}
+
+
+async def test_errors_spread_out_in_time_do_not_close_the_socket(quotes_settings, monkeypatch):
+    quotes_settings.update(MAX_ERRORS=2, ERROR_WINDOW_SECONDS=60)
+    clock = FrozenClock()
+    monkeypatch.setattr(QuotesConsumer, "timer", clock)
+    client = await connect()
+
+    for _ in range(4):
+        await client.send_to(text_data="{not json")
+        assert (await client.receive_json_from())["code"] == "bad_json"
+        clock.now += 31
+
+    await client.send_json_to({"type": "ping"})
+    assert (await client.receive_json_from())["type"] == "pong"
+    await client.disconnect()
+
+
+async def test_a_foreign_origin_is_refused(quotes_settings):
+    from config.asgi import application
+
+    client = WebsocketCommunicator(
+        application, "/ws/quotes/", headers=[(b"origin", b"https://evil.example")]
+    )
+
+    connected, _ = await client.connect()
+
+    assert connected is False
