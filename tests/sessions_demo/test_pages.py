@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import httpx
 import pytest
-from asgiref.sync import async_to_sync
+from django.test import RequestFactory
+from rest_framework.request import Request
+
+from sessions_demo.authentication import JWTStatelessAuthentication
 
 
 @pytest.mark.parametrize("path", ["/login/", "/drafts/", "/feed/"])
@@ -39,20 +41,12 @@ def test_jwks_is_a_404_while_tokens_are_signed_with_a_shared_secret(asgi):
     }
 
 
-def test_claims_the_gateway_verified_are_used_without_a_second_check(db):
-    from config.asgi import application
+def test_claims_already_verified_in_the_scope_are_used_without_a_second_check(db):
+    claims = {"user_id": "42", "username": "edge", "is_staff": True, "jti": "j" * 32}
+    django_request = RequestFactory().get("/api/v1/me/", HTTP_AUTHORIZATION="Bearer not-checked")
+    django_request.scope = {"type": "http", "auth_claims": claims}
 
-    claims = {"user_id": "42", "username": "edge", "is_staff": False, "jti": "j" * 32}
+    user, auth = JWTStatelessAuthentication().authenticate(Request(django_request))
 
-    async def with_claims(scope, receive, send):
-        await application({**scope, "auth_claims": claims}, receive, send)
-
-    async def get_me() -> httpx.Response:
-        transport = httpx.ASGITransport(app=with_claims)
-        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
-            return await client.get("/api/v1/me/")
-
-    response = async_to_sync(get_me)()
-
-    assert response.status_code == 200
-    assert response.json() == {"id": "42", "username": "edge", "is_staff": False}
+    assert (user.id, user.username, user.is_staff) == ("42", "edge", True)
+    assert auth == claims
