@@ -1,5 +1,11 @@
 from django.apps import AppConfig
+from django.core.signals import setting_changed
 
 
 class GatewayConfig(AppConfig):
     name = "gateway"
+
+    def ready(self) -> None:
+        from gateway import conf
+
+        setting_changed.connect(conf.reset, dispatch_uid="gateway.conf.reset")

@@ -1,4 +1,4 @@
-"""Request context at the edge: a request id and one access-log line for every request."""
+"""Request context at the edge: a request id, one access-log line and the metrics of a request."""
 
 import logging
 import re
@@ -6,6 +6,9 @@ import time
 import uuid
 
 from asgiref.typing import ASGIReceiveCallable, ASGISendCallable, ASGISendEvent, HTTPScope
+
+from gateway.conf import gateway_setting
+from gateway.metrics import STATS_KEY, RequestStats, buffer
 
 REQUEST_ID_HEADER = b"x-request-id"
 # Echo a caller's id only when it is safe to put in a log line and a header.
@@ -23,7 +26,7 @@ def request_id_from(headers: list[tuple[bytes, bytes]]) -> bytes:
 
 
 class RequestContext:
-    """Give each HTTP request an id (echoed to the client and seen by Django) and log it once."""
+    """Give each HTTP request an id (echoed to the client and seen by Django), log and count it."""
 
     timer = staticmethod(time.perf_counter)
 
@@ -39,7 +42,8 @@ class RequestContext:
         started = self.timer()
         request_id = request_id_from(scope["headers"])
         headers = [(k, v) for k, v in scope["headers"] if k != REQUEST_ID_HEADER]
-        scope = {**scope, "headers": [*headers, (REQUEST_ID_HEADER, request_id)]}
+        stats = RequestStats()
+        scope = {**scope, "headers": [*headers, (REQUEST_ID_HEADER, request_id)], STATS_KEY: stats}
         status = 500  # what the client sees if the app fails before it starts a response
 
         async def send_with_request_id(event: ASGISendEvent) -> None:
@@ -55,13 +59,18 @@ class RequestContext:
         try:
             await self.app(scope, receive, send_with_request_id)
         finally:
+            duration = self.timer() - started
             access_logger.info(
                 "request",
                 extra={
                     "method": scope["method"],
                     "path": scope["path"],
                     "status": status,
-                    "duration_ms": round((self.timer() - started) * 1000, 2),
+                    "duration_ms": round(duration * 1000, 2),
                     "request_id": request_id.decode(),
+                    "cache": stats.cache,
                 },
             )
+            if not scope["path"].startswith(tuple(gateway_setting("EXEMPT_PREFIXES"))):
+                buffer.record(path=scope["path"], status=status, duration=duration, stats=stats)
+                await buffer.after_request()

@@ -69,13 +69,15 @@ def test_the_matcher_rejects_output_the_readme_does_not_describe():
 
 @pytest.mark.django_db(transaction=True, reset_sequences=True)
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
-@pytest.mark.parametrize(("command", "expected"), EXAMPLES, ids=[c for c, _ in EXAMPLES])
-def test_readme_example(live_server_url, command, expected):
+def test_every_readme_example_in_order(live_server_url, redis_client):
+    """Run the examples top to bottom, as a reader would: later ones build on earlier ones."""
     call_command("seed_catalog", products=30)  # the catalog `make run` seeds, smaller
-    argv = [arg.replace(DOCUMENTED_BASE_URL, live_server_url) for arg in shlex.split(command)]
+    mismatches = []
+    for command, expected in EXAMPLES:
+        argv = [arg.replace(DOCUMENTED_BASE_URL, live_server_url) for arg in shlex.split(command)]
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        actual = result.stdout.replace("\r\n", "\n").splitlines()
+        if result.returncode != 0 or not output_matches(expected, actual):
+            mismatches.append(f"$ {command}\n" + "\n".join(actual) + result.stderr)
 
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=30)
-
-    actual = result.stdout.replace("\r\n", "\n").splitlines()
-    assert result.returncode == 0, result.stderr
-    assert output_matches(expected, actual), "\n".join(actual)
+    assert mismatches == []

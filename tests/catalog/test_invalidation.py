@@ -14,9 +14,15 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def purged_tags(monkeypatch) -> list[str]:
-    """Record what reaches the gateway's purge hook."""
+    """Record what reaches the gateway's purge hook, and let it purge."""
     calls: list[str] = []
-    monkeypatch.setattr(purge, "tags", lambda tags: calls.extend(tags))
+    real_purge = purge.tags
+
+    def recording_purge(tags: list[str]) -> int:
+        calls.extend(tags)
+        return real_purge(tags)
+
+    monkeypatch.setattr(purge, "tags", recording_purge)
     return calls
 
 

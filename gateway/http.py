@@ -1,0 +1,64 @@
+"""Small helpers for ASGI HTTP messages: headers as bytes pairs, JSON answers."""
+
+from __future__ import annotations
+
+import json
+
+from asgiref.typing import ASGISendCallable
+
+Headers = list[tuple[bytes, bytes]]
+
+
+def lower_names(headers: Headers) -> Headers:
+    """Return the headers with lower-case names: a request's are, a response's may not be."""
+    return [(key.lower(), value) for key, value in headers]
+
+
+def header(headers: Headers, name: bytes) -> bytes | None:
+    """Return the first value of a header named in lower case, or None."""
+    for key, value in headers:
+        if key == name:
+            return value
+    return None
+
+
+def header_values(headers: Headers, name: bytes) -> list[bytes]:
+    """Return every value of a header named in lower case, in order."""
+    return [value for key, value in headers if key == name]
+
+
+def without(headers: Headers, *names: bytes) -> Headers:
+    """Return the headers less those named (lower-case)."""
+    return [(key, value) for key, value in headers if key.lower() not in names]
+
+
+def cache_directives(value: bytes | None) -> dict[str, str | None]:
+    """Parse a Cache-Control header into {directive: argument or None}."""
+    directives: dict[str, str | None] = {}
+    if not value:
+        return directives
+    for part in value.decode("latin-1").split(","):
+        name, _, argument = part.strip().partition("=")
+        if name:
+            directives[name.lower()] = argument.strip('"') if argument else None
+    return directives
+
+
+def seconds(directives: dict[str, str | None], name: str) -> int | None:
+    """Return a directive's delta-seconds argument, or None when absent or malformed."""
+    raw = directives.get(name)
+    return int(raw) if raw is not None and raw.isdigit() else None
+
+
+async def send_json(
+    send: ASGISendCallable, status: int, body: dict, headers: Headers | None = None
+) -> None:
+    """Answer with a JSON body, as every error of this project is shaped."""
+    payload = json.dumps(body).encode()
+    response_headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+        *(headers or []),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": response_headers})
+    await send({"type": "http.response.body", "body": payload})

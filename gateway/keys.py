@@ -1,0 +1,63 @@
+"""Every Redis key the gateway uses, in one place.
+
+Keys that one Lua script touches together share a hash tag (`{…}`), so they live in one slot of a
+Redis Cluster.
+"""
+
+import hashlib
+
+from django.conf import settings
+
+
+def _prefix() -> str:
+    return f"{settings.REDIS_KEY_PREFIX}:gw"
+
+
+def url_hash(url: str) -> str:
+    return hashlib.sha1(url.encode(), usedforsecurity=False).hexdigest()
+
+
+def throttle(policy: str, identity: str) -> str:
+    """GCRA state (theoretical arrival time) of one client under one policy."""
+    return f"{_prefix()}:rl:{{{identity}}}:{policy}"
+
+
+def cache_base(url: str) -> str:
+    """The prefix of every key of one URL: its Vary spec, entries, fill lock and pass marker."""
+    return f"{_prefix()}:cache:{{{url_hash(url)}}}"
+
+
+def cache_vary(url: str) -> str:
+    return f"{cache_base(url)}:vary"
+
+
+def cache_variants(url: str) -> str:
+    """The set of entry keys stored for a URL, one per Vary variant (what a URL purge drops)."""
+    return f"{cache_base(url)}:variants"
+
+
+def cache_pass(url: str) -> str:
+    """Marks a URL whose responses are not storable, so its misses are not collapsed."""
+    return f"{cache_base(url)}:pass"
+
+
+def cache_fill_lock(url: str) -> str:
+    return f"{cache_base(url)}:fill"
+
+
+def cache_refresh_lock(entry_key: str) -> str:
+    """Held while one background or client-forced revalidation of an entry runs."""
+    return f"{entry_key}:refresh"
+
+
+def cache_tag(tag: str) -> str:
+    """The set of entry keys labelled with a Cache-Tag."""
+    return f"{_prefix()}:tag:{tag}"
+
+
+def metrics_totals() -> str:
+    return f"{_prefix()}:metrics:totals"
+
+
+def metrics_second(second: int) -> str:
+    return f"{_prefix()}:metrics:second:{second}"

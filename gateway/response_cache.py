@@ -1,0 +1,526 @@
+"""The shared response cache: RFC 9111 for a shared cache, in Redis, in front of Django.
+
+A fresh hit, and a 304 answered from the stored entry, cost one Redis round trip and run no
+Django code. A miss goes to Django once however many requests wait for it (collapsing, across
+instances), and what the response allows is stored, indexed by its Cache-Tag header for purges.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import msgpack
+import redis
+from asgiref.typing import ASGIReceiveCallable, ASGISendCallable, Scope
+from django.utils.http import parse_etags, parse_http_date_safe
+
+from gateway import keys
+from gateway.conf import gateway_setting
+from gateway.http import Headers, cache_directives, header, lower_names, seconds, without
+from gateway.metrics import recorder
+from gateway.purge import PURGE_KEYS_SCRIPT
+from gateway.redis_client import async_redis
+
+logger = logging.getLogger(__name__)
+
+# Statuses a cache may store given explicit freshness (RFC 9110 15.1's heuristically cacheable).
+STORABLE_STATUSES = {200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501}
+SERVER_ERRORS = {500, 502, 503, 504}
+NOT_STORED_HEADERS = (b"connection", b"keep-alive", b"transfer-encoding", b"set-cookie", b"age")
+NOT_MODIFIED_HEADERS = (
+    b"cache-control",
+    b"content-location",
+    b"date",
+    b"etag",
+    b"expires",
+    b"last-modified",
+    b"vary",
+)
+CONDITIONAL_HEADERS = (b"if-none-match", b"if-modified-since", b"if-match", b"if-unmodified-since")
+PASS_SECONDS = 30
+REFRESH_LOCK_SECONDS = 10
+FILL_LOCK_MS = 10_000
+
+# KEYS[1]: the URL's Vary spec, KEYS[2]: its pass marker. ARGV[1]: the entry key prefix, then the
+# request's header names and values. Finds the variant this request selects, in one round trip.
+LOOKUP = """
+local spec = redis.call('GET', KEYS[1])
+if not spec then
+  if redis.call('EXISTS', KEYS[2]) == 1 then return {'pass'} end
+  return {'miss'}
+end
+local request = {}
+for i = 2, #ARGV, 2 do request[ARGV[i]] = ARGV[i + 1] end
+local parts = {}
+for _, name in ipairs(cjson.decode(spec)) do
+  parts[#parts + 1] = name .. ':' .. (request[name] or '')
+end
+local entry_key = ARGV[1] .. ':' .. redis.sha1hex(table.concat(parts, '\\n'))
+local entry = redis.call('GET', entry_key)
+if not entry then return {'miss', entry_key} end
+return {'hit', entry_key, entry}
+"""
+
+
+def variant_key(url: str, vary: list[str], request_headers: Headers) -> str:
+    """Return the entry key of the variant a request selects, exactly as the LOOKUP script does."""
+    values = dict(request_headers)
+    parts = b"\n".join(name.encode() + b":" + values.get(name.encode(), b"") for name in vary)
+    digest = hashlib.sha1(parts, usedforsecurity=False).hexdigest()
+    return f"{keys.cache_base(url)}:entry:{digest}"
+
+
+@dataclass
+class Entry:
+    """A stored response and the freshness it was stored with."""
+
+    status: int
+    headers: Headers
+    body: bytes
+    stored_at: float
+    initial_age: int
+    fresh_for: int
+    stale_while_revalidate: int
+    stale_if_error: int
+
+    def age(self, now: float) -> int:
+        return max(0, int(now - self.stored_at)) + self.initial_age
+
+    def pack(self) -> bytes:
+        return msgpack.packb(
+            [self.status, [list(h) for h in self.headers], self.body, self.stored_at,
+             self.initial_age, self.fresh_for, self.stale_while_revalidate, self.stale_if_error]
+        )  # fmt: skip
+
+    @classmethod
+    def unpack(cls, raw: bytes) -> Entry:
+        status, headers, body, stored_at, initial_age, fresh, swr, sie = msgpack.unpackb(raw)
+        return cls(
+            status, [tuple(h) for h in headers], body, stored_at, initial_age, fresh, swr, sie
+        )
+
+
+@dataclass
+class Captured:
+    """A response as the origin sent it."""
+
+    status: int = 0
+    headers: Headers = field(default_factory=list)
+    body: bytearray = field(default_factory=bytearray)
+    complete: bool = False
+    too_large: bool = False
+
+
+def storable_entry(
+    captured: Captured, request_headers: Headers, now: float
+) -> tuple[Entry, list[str], list[str]] | None:
+    """Return (entry, vary, tags) when a shared cache may store it, else None (RFC 9111 3)."""
+    if not captured.complete or captured.too_large or captured.status not in STORABLE_STATUSES:
+        return None
+    if header(captured.headers, b"set-cookie") is not None:
+        return None
+    directives = cache_directives(header(captured.headers, b"cache-control"))
+    if {"no-store", "private", "no-cache"} & directives.keys():
+        return None
+    # Only what is explicitly fresh for shared caches: s-maxage, or max-age with public.
+    fresh_for = seconds(directives, "s-maxage")
+    if fresh_for is None and "public" in directives:
+        fresh_for = seconds(directives, "max-age")
+    if fresh_for is None:
+        return None
+    if header(request_headers, b"authorization") and not (
+        {"public", "s-maxage"} & directives.keys()
+    ):
+        return None
+    vary_header = (header(captured.headers, b"vary") or b"").decode("latin-1")
+    vary = sorted({name.strip().lower() for name in vary_header.split(",") if name.strip()})
+    if "*" in vary:
+        return None
+    initial_age = (header(captured.headers, b"age") or b"0").decode()
+    tags = (header(captured.headers, b"cache-tag") or b"").decode("latin-1")
+    entry = Entry(
+        status=captured.status,
+        headers=without(captured.headers, *NOT_STORED_HEADERS),
+        body=bytes(captured.body),
+        stored_at=now,
+        initial_age=int(initial_age) if initial_age.isdigit() else 0,
+        fresh_for=fresh_for,
+        stale_while_revalidate=seconds(directives, "stale-while-revalidate") or 0,
+        stale_if_error=seconds(directives, "stale-if-error") or 0,
+    )
+    return entry, vary, [tag.strip() for tag in tags.split(",") if tag.strip()]
+
+
+def client_has_it(request_headers: Headers, response_headers: Headers) -> bool:
+    """Return whether the client's conditional headers match the response (RFC 9110 13.2.2)."""
+    if_none_match = header(request_headers, b"if-none-match")
+    etag = header(response_headers, b"etag")
+    if if_none_match is not None:
+        if etag is None:
+            return False
+        weak = lambda tag: tag.removeprefix("W/")  # noqa: E731 - If-None-Match compares weakly
+        tags = parse_etags(if_none_match.decode("latin-1"))
+        return "*" in tags or weak(etag.decode("latin-1")) in {weak(tag) for tag in tags}
+    if_modified_since = header(request_headers, b"if-modified-since")
+    last_modified = header(response_headers, b"last-modified")
+    if if_modified_since is None or last_modified is None:
+        return False
+    since = parse_http_date_safe(if_modified_since.decode("latin-1"))
+    modified = parse_http_date_safe(last_modified.decode("latin-1"))
+    return since is not None and modified is not None and modified <= since
+
+
+async def send_response(
+    send: ASGISendCallable, scope: Scope, status: int, headers: Headers, body: bytes
+) -> None:
+    """Send a whole response: a 304 when the client's copy is current, no body for HEAD."""
+    if status == 200 and client_has_it(scope["headers"], headers):
+        kept = [(name, value) for name, value in headers if name in NOT_MODIFIED_HEADERS]
+        extra = [(name, value) for name, value in headers if name in (b"age", b"x-cache")]
+        await send({"type": "http.response.start", "status": 304, "headers": [*kept, *extra]})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+
+
+def origin_scope(scope: Scope) -> Scope:
+    """The request to send to Django for a storable answer: a plain GET, no conditions."""
+    return {**scope, "method": "GET", "headers": without(scope["headers"], *CONDITIONAL_HEADERS)}
+
+
+def quiet_receive() -> ASGIReceiveCallable:
+    """Return a `receive` for requests the cache makes itself: an empty body, then silence."""
+    sent = False
+
+    async def receive() -> dict:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await asyncio.Future()  # Django listens for a disconnect; this client never leaves
+
+    return receive
+
+
+class ResponseCache:
+    """Answer GET and HEAD from Redis when RFC 9111 allows; otherwise fetch from Django, once."""
+
+    clock = staticmethod(time.time)
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.background: set[asyncio.Task] = set()
+
+    async def __call__(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        if scope["type"] != "http" or self._exempt(scope):
+            await self.app(scope, receive, send)
+            return
+        stats = recorder(scope)
+        if scope["method"] not in ("GET", "HEAD"):
+            await self._unsafe(scope, receive, send)
+            return
+        url = self._url(scope)
+        request_cc = cache_directives(header(scope["headers"], b"cache-control"))
+        # If-Match and If-Unmodified-Since are the origin's to judge, against its current state.
+        precondition = header(scope["headers"], b"if-match") or header(
+            scope["headers"], b"if-unmodified-since"
+        )
+        if "no-store" in request_cc or precondition is not None:
+            stats.cache_outcome("BYPASS")
+            await self.app(scope, receive, self._labelled(send, "BYPASS"))
+            return
+        try:
+            found, entry_key, entry = await self._lookup(url, scope["headers"])
+        except redis.RedisError as exc:
+            logger.warning("response cache unavailable, going to the origin: %s", exc)
+            stats.cache_outcome("BYPASS")
+            await self.app(scope, receive, self._labelled(send, "BYPASS"))
+            return
+        if found == "pass":
+            stats.cache_outcome("BYPASS")
+            await self._fetch_and_store(scope, receive, send, url, outcome="BYPASS")
+            return
+        if entry is None:
+            stats.cache_outcome("MISS")
+            await self._collapsed_miss(scope, receive, send, url)
+            return
+        age = entry.age(self.clock())
+        wants_revalidation = "no-cache" in request_cc or request_cc.get("max-age") == "0"
+        if wants_revalidation and await self._may_revalidate(entry_key):
+            stats.cache_outcome("MISS")
+            await self._fetch_and_store(scope, receive, send, url, outcome="MISS")
+        elif age < entry.fresh_for:
+            stats.cache_outcome("HIT")
+            await self._serve(send, scope, entry, age, "HIT")
+        elif age < entry.fresh_for + entry.stale_while_revalidate:
+            stats.cache_outcome("STALE")
+            await self._serve(send, scope, entry, age, "STALE")
+            self._refresh_in_background(scope, url, entry_key)
+        else:
+            await self._revalidate_or_serve_stale(scope, receive, send, url, entry, age)
+
+    # --- lookups and serving -------------------------------------------------------------------
+
+    @staticmethod
+    def _exempt(scope: Scope) -> bool:
+        path = scope["path"]
+        return path.startswith(
+            tuple(gateway_setting("EXEMPT_PREFIXES"))
+        ) or path in gateway_setting("STREAM_PATHS")
+
+    @staticmethod
+    def _url(scope: Scope) -> str:
+        query = scope.get("query_string", b"").decode("latin-1")
+        return f"{scope['path']}?{query}" if query else scope["path"]
+
+    async def _lookup(
+        self, url: str, request_headers: Headers
+    ) -> tuple[str, str | None, Entry | None]:
+        argv = [f"{keys.cache_base(url)}:entry"]
+        for name, value in request_headers:
+            argv += [name, value]
+        result = await async_redis().eval(
+            LOOKUP, 2, keys.cache_vary(url), keys.cache_pass(url), *argv
+        )
+        found = result[0].decode()
+        entry_key = result[1].decode() if len(result) > 1 else None
+        entry = Entry.unpack(result[2]) if found == "hit" else None
+        return found, entry_key, entry
+
+    async def _serve(
+        self, send: ASGISendCallable, scope: Scope, entry: Entry, age: int, outcome: str
+    ) -> None:
+        headers = [*entry.headers, (b"age", str(age).encode()), (b"x-cache", outcome.encode())]
+        await send_response(send, scope, entry.status, headers, entry.body)
+
+    @staticmethod
+    def _labelled(send: ASGISendCallable, outcome: str) -> ASGISendCallable:
+        async def labelled(event: dict) -> None:
+            if event["type"] == "http.response.start":
+                event = {
+                    **event,
+                    "headers": [*event.get("headers", []), (b"x-cache", outcome.encode())],
+                }
+            await send(event)
+
+        return labelled
+
+    # --- going to the origin -------------------------------------------------------------------
+
+    async def _collapsed_miss(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable, url: str
+    ) -> None:
+        """Let one request per URL fill the entry; the others wait for it, then read it."""
+        client = async_redis()
+        token = uuid.uuid4().hex
+        if await client.set(keys.cache_fill_lock(url), token, nx=True, px=FILL_LOCK_MS):
+            try:
+                await self._fetch_and_store(scope, receive, send, url, outcome="MISS")
+            finally:
+                await client.delete(keys.cache_fill_lock(url))
+            return
+        deadline = self.clock() + gateway_setting("COLLAPSE_WAIT_SECONDS")
+        pause = 0.005
+        while self.clock() < deadline:
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.05)
+            found, _, entry = await self._lookup(url, scope["headers"])
+            if entry is not None:
+                await self._serve(send, scope, entry, entry.age(self.clock()), "HIT")
+                return
+            if found == "pass" or not await client.exists(keys.cache_fill_lock(url)):
+                break  # the filler's response was not storable: fetch our own
+        await self._fetch_and_store(scope, receive, send, url, outcome="MISS")
+
+    async def _fetch(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable | None
+    ) -> Captured:
+        """Run Django for a storable GET; stream to `send` as it comes unless it is None."""
+        captured = Captured()
+        cap = gateway_setting("CACHE_MAX_ENTRY_BYTES")
+        not_modified = False
+
+        async def capture(event: dict) -> None:
+            nonlocal not_modified
+            if event["type"] == "http.response.start":
+                captured.status = event["status"]
+                captured.headers = lower_names(event.get("headers", []))
+                if send is None:
+                    return
+                headers = [*captured.headers, (b"x-cache", b"MISS")]
+                not_modified = captured.status == 200 and client_has_it(scope["headers"], headers)
+                if not_modified:
+                    kept = [
+                        (k, v) for k, v in headers if k in NOT_MODIFIED_HEADERS or k == b"x-cache"
+                    ]
+                    await send({"type": "http.response.start", "status": 304, "headers": kept})
+                else:
+                    await send({**event, "headers": headers})
+            elif event["type"] == "http.response.body":
+                body = event.get("body", b"")
+                if len(captured.body) + len(body) > cap:
+                    captured.too_large = True
+                else:
+                    captured.body += body
+                captured.complete = not event.get("more_body", False)
+                if send is not None:
+                    if not_modified or scope["method"] == "HEAD":
+                        event = {**event, "body": b""}
+                    await send(event)
+            elif send is not None:
+                await send(event)
+
+        await self.app(origin_scope(scope), receive, capture)
+        return captured
+
+    async def _fetch_and_store(
+        self,
+        scope: Scope,
+        receive: ASGIReceiveCallable,
+        send: ASGISendCallable,
+        url: str,
+        *,
+        outcome: str,
+    ) -> None:
+        captured = await self._fetch(scope, receive, self._labelled_outcome(send, outcome))
+        await self._store(url, scope["headers"], captured)
+
+    @staticmethod
+    def _labelled_outcome(send: ASGISendCallable, outcome: str) -> ASGISendCallable:
+        if outcome == "MISS":
+            return send
+
+        async def relabel(event: dict) -> None:
+            if event["type"] == "http.response.start":
+                headers = [
+                    (k, outcome.encode() if k == b"x-cache" else v) for k, v in event["headers"]
+                ]
+                event = {**event, "headers": headers}
+            await send(event)
+
+        return relabel
+
+    async def _revalidate_or_serve_stale(
+        self,
+        scope: Scope,
+        receive: ASGIReceiveCallable,
+        send: ASGISendCallable,
+        url: str,
+        entry: Entry,
+        age: int,
+    ) -> None:
+        """Past freshness: ask Django, but serve the stale copy if Django fails (stale-if-error)."""
+        stats = recorder(scope)
+        captured, error = None, None
+        try:
+            captured = await self._fetch(scope, receive, None)
+        except Exception as exc:  # any failure of the origin is what stale-if-error covers
+            logger.exception("origin failed for %s", url)
+            error = exc
+        failed = error is not None or captured.status in SERVER_ERRORS
+        if failed and age < entry.fresh_for + entry.stale_if_error:
+            stats.cache_outcome("STALE")
+            await self._serve(send, scope, entry, age, "STALE")
+            return
+        if error is not None:
+            raise error
+        stats.cache_outcome("MISS")
+        headers = [*captured.headers, (b"x-cache", b"MISS")]
+        await send_response(send, scope, captured.status, headers, bytes(captured.body))
+        await self._store(url, scope["headers"], captured)
+
+    async def _may_revalidate(self, entry_key: str) -> bool:
+        """Let a client's no-cache through to Django at most once per entry per interval."""
+        interval_ms = int(gateway_setting("CLIENT_REVALIDATE_INTERVAL") * 1000)
+        return bool(
+            await async_redis().set(keys.cache_refresh_lock(entry_key), 1, nx=True, px=interval_ms)
+        )
+
+    def _refresh_in_background(self, scope: Scope, url: str, entry_key: str) -> None:
+        """stale-while-revalidate: one refresh per entry, after the stale copy has been sent."""
+
+        async def refresh() -> None:
+            client = async_redis()
+            if not await client.set(
+                keys.cache_refresh_lock(entry_key), 1, nx=True, ex=REFRESH_LOCK_SECONDS
+            ):
+                return
+            captured = await self._fetch(scope, quiet_receive(), None)
+            await self._store(url, scope["headers"], captured)
+
+        task = asyncio.get_running_loop().create_task(refresh())
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    async def drain(self) -> None:
+        """Wait for the background refreshes in flight (tests)."""
+        while self.background:
+            await asyncio.gather(*self.background, return_exceptions=True)
+
+    async def _store(self, url: str, request_headers: Headers, captured: Captured) -> None:
+        stored = storable_entry(captured, request_headers, self.clock())
+        client = async_redis()
+        try:
+            if stored is None:
+                if captured.complete and captured.status not in SERVER_ERRORS:
+                    await client.set(keys.cache_pass(url), 1, ex=PASS_SECONDS)
+                return
+            entry, vary, tags = stored
+            entry_key = variant_key(url, vary, request_headers)
+            max_ttl = gateway_setting("CACHE_MAX_TTL")
+            ttl = min(
+                entry.fresh_for + max(entry.stale_while_revalidate, entry.stale_if_error), max_ttl
+            )
+            if ttl <= 0:
+                return
+            pipeline = client.pipeline(transaction=True)
+            pipeline.set(entry_key, entry.pack(), ex=ttl)
+            pipeline.set(keys.cache_vary(url), json.dumps(vary), ex=max_ttl)
+            pipeline.sadd(keys.cache_variants(url), entry_key)
+            pipeline.expire(keys.cache_variants(url), max_ttl)
+            pipeline.delete(keys.cache_pass(url))
+            for tag in tags:
+                pipeline.sadd(keys.cache_tag(tag), entry_key)
+                pipeline.expire(keys.cache_tag(tag), max_ttl)
+            await pipeline.execute()
+        except redis.RedisError as exc:
+            logger.warning("could not store %s in the response cache: %s", url, exc)
+
+    # --- unsafe methods --------------------------------------------------------------------------
+
+    async def _unsafe(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        """Pass writes through; a successful one invalidates its URL and Location (RFC 9111 4.4)."""
+        status = 0
+        location = None
+
+        async def watch(event: dict) -> None:
+            nonlocal status, location
+            if event["type"] == "http.response.start":
+                status = event["status"]
+                location = header(lower_names(event.get("headers", [])), b"location")
+            await send(event)
+
+        await self.app(scope, receive, watch)
+        if 200 <= status < 400:
+            urls = [scope["path"], *([location.decode("latin-1")] if location else [])]
+            try:
+                await purge_urls_async(urls)
+            except redis.RedisError as exc:
+                logger.warning("could not invalidate %s after a write: %s", urls, exc)
+
+
+async def purge_urls_async(urls: list[str]) -> None:
+    """Drop every stored variant of these URLs (the async twin of gateway.purge.urls)."""
+    script_keys = [key for url in urls for key in (keys.cache_variants(url), keys.cache_vary(url))]
+    await async_redis().eval(PURGE_KEYS_SCRIPT, len(script_keys), *script_keys)
