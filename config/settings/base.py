@@ -66,6 +66,10 @@ DATABASES = {"default": env.database("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # A database that does not answer must give a 503, not a hang.
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 2)
+else:
+    # IMMEDIATE: a transaction takes SQLite's write lock when it begins, so a read-check-write
+    # (If-Match) cannot interleave with another writer: what select_for_update gives PostgreSQL.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(transaction_mode="IMMEDIATE", timeout=20)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
