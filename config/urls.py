@@ -7,10 +7,11 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from catalog import urls as catalog_urls
 from config import errors, health
+from gateway import urls as gateway_urls
 from quotes import urls as quotes_urls
 from sessions_demo import urls as sessions_demo_urls
 
-APPS = [catalog_urls, sessions_demo_urls, quotes_urls]
+APPS = [catalog_urls, sessions_demo_urls, quotes_urls, gateway_urls]
 
 api_v1 = [path("", include((app.api_urlpatterns, f"{app.app_name}-api"))) for app in APPS]
 pages = [path("", include((app.urlpatterns, app.app_name))) for app in APPS]
