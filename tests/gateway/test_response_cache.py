@@ -1,4 +1,4 @@
-"""The shared response cache, rule by rule (RFC 9111 for a shared cache), before a scripted origin."""
+"""The shared response cache, rule by rule (RFC 9111, shared cache), before a scripted origin."""
 
 import asyncio
 
