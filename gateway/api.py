@@ -14,12 +14,19 @@ from rest_framework.views import APIView
 from gateway import purge, stats
 
 
+class StringField(serializers.CharField):
+    """A string, and only a string: DRF's CharField would accept 1 as "1"."""
+
+    def to_internal_value(self, data: object) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class PurgeSerializer(serializers.Serializer):
-    tags = serializers.ListField(
-        child=serializers.CharField(max_length=200), required=False, max_length=1000
-    )
+    tags = serializers.ListField(child=StringField(max_length=200), required=False, max_length=1000)
     urls = serializers.ListField(
-        child=serializers.CharField(max_length=2000), required=False, max_length=1000
+        child=StringField(max_length=2000), required=False, max_length=1000
     )
 
     def validate(self, data: dict) -> dict:
