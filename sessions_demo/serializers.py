@@ -34,12 +34,12 @@ class VerifySerializer(serializers.Serializer):
 class RegisterSerializer(serializers.ModelSerializer):
     """A new account: username checked as Django does, password by AUTH_PASSWORD_VALIDATORS."""
 
+    id = serializers.CharField(read_only=True)  # as the token's user_id claim spells it
     password = serializers.CharField(write_only=True, trim_whitespace=False)
 
     class Meta:
         model = get_user_model()
         fields = ["id", "username", "password"]
-        read_only_fields = ["id"]
 
     def validate(self, attrs: dict) -> dict:
         user = get_user_model()(username=attrs["username"])

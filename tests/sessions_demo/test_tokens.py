@@ -330,7 +330,7 @@ def test_register_then_log_in(asgi, db):
 
     assert response.status_code == 201
     assert response.json() == {
-        "id": get_user_model().objects.get(username="carol").pk,
+        "id": str(get_user_model().objects.get(username="carol").pk),
         "username": "carol",
     }
     assert login.status_code == 200
