@@ -105,7 +105,10 @@ async def test_a_websocket_with_a_bad_token_is_closed_before_it_is_accepted(quer
 
 @pytest.mark.asyncio
 async def test_websocket_connections_count_against_the_connect_policy(origin, settings):
-    settings.GATEWAY = {**settings.GATEWAY, "RATES": {**settings.GATEWAY["RATES"], "connect": "1/min"}}
+    settings.GATEWAY = {
+        **settings.GATEWAY,
+        "RATES": {**settings.GATEWAY["RATES"], "connect": "1/min"},
+    }
 
     async def accept(scope, receive, send):
         await receive()
