@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from decimal import Decimal
 
 import httpx
 import pytest
 
+from catalog.models import Category, Product
 from tests.sessions_demo.conftest import PASSWORD, make_user
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -31,6 +33,14 @@ pytestmark = [
 
 
 @pytest.fixture
+def shoes(transactional_db) -> None:
+    category = Category.objects.create(slug="shoes", name="Shoes")
+    Product.objects.create(
+        sku="S-1", slug="red-shoe", name="Red Shoe", price=Decimal("59.00"), category=category
+    )
+
+
+@pytest.fixture
 def page(live_server_url) -> Iterator:
     # Created before the browser starts: Playwright's sync API runs an event loop in this thread,
     # and Django refuses database calls made while one is running.
@@ -45,7 +55,9 @@ def page(live_server_url) -> Iterator:
         browser.close()
 
 
-def test_the_drafts_page_autosaves_and_shows_a_conflict(page, live_server_url, redis_client):
+def test_the_demo_pages_autosave_show_a_conflict_and_read_the_feed(
+    shoes, page, live_server_url, redis_client
+):
     from playwright.sync_api import expect
 
     page.goto("/drafts/")
@@ -88,5 +100,9 @@ def test_the_drafts_page_autosaves_and_shows_a_conflict(page, live_server_url, r
     # Moving to the feed keeps the in-memory tokens; logging out forgets them.
     page.click("a[data-route][href='/feed/']")
     expect(page.locator("#feed-summary")).to_have_text("0 draft(s) · following no categories yet")
+    page.check("#category-choices input[value=shoes]")
+    page.click("#prefs-form button")
+    expect(page.locator("#feed-summary")).to_have_text("0 draft(s) · following shoes")
+    expect(page.locator("#feed-products li")).to_have_text(["Red Shoe (shoes) 59.00 EUR"])
     page.click("#logout")
     expect(page.locator("#view-login")).to_be_visible()

@@ -71,7 +71,7 @@
     route();
   }
 
-  // --- log in and out -----------------------------------------------------------------------------
+  // --- log in and out ----------------------------------------------------------------------------
 
   $("login-form").addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -91,7 +91,10 @@
 
   $("logout").addEventListener("click", async () => {
     await flush();
-    await api("/auth/logout/", { method: "POST", body: { refresh: tokens.refresh } }, false);
+    const logout = () =>
+      api("/auth/logout/", { method: "POST", body: { refresh: tokens.refresh } }, false);
+    // An expired access token is refused first: renew, then log out the new refresh token.
+    if ((await logout()).status === 401 && (await renew())) await logout();
     tokens = null;
     current = null;
     $("editor").hidden = true;
@@ -99,7 +102,7 @@
     route();
   });
 
-  // --- drafts -------------------------------------------------------------------------------------
+  // --- drafts ------------------------------------------------------------------------------------
 
   async function loadDrafts() {
     const response = await api("/drafts/");
@@ -221,7 +224,7 @@
     loadDrafts();
   });
 
-  // --- feed ---------------------------------------------------------------------------------------
+  // --- feed --------------------------------------------------------------------------------------
 
   async function loadFeed() {
     const [categoriesResponse, feedResponse] = await Promise.all([
@@ -249,7 +252,8 @@
       ...feed.products.map((product) => {
         const link = document.createElement("a");
         link.href = `/catalog/${product.slug}/`;
-        link.textContent = `${product.name} (${product.category}) ${product.price} ${product.currency}`;
+        const { name, category, price, currency } = product;
+        link.textContent = `${name} (${category}) ${price} ${currency}`;
         const item = document.createElement("li");
         item.append(link);
         return item;
@@ -266,7 +270,7 @@
     loadFeed();
   });
 
-  // --- page navigation that keeps the tokens (no full page load) ----------------------------------
+  // --- page navigation that keeps the tokens (no full page load) ---------------------------------
 
   for (const link of document.querySelectorAll("a[data-route]")) {
     link.addEventListener("click", (event) => {
