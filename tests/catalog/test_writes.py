@@ -182,3 +182,37 @@ def test_writes_to_an_unknown_id_are_404(staff_client):
     )
 
     assert response.status_code == 404
+
+
+def test_a_staff_jwt_may_write(asgi, product):
+    from django.contrib.auth import get_user_model
+
+    from sessions_demo.tokens import token_pair_for
+
+    staff = get_user_model().objects.create_user("editor", password="x", is_staff=True)
+    token = token_pair_for(staff)["access"]
+
+    response = asgi.patch(
+        url(product),
+        json={"stock": 42},
+        headers={"Authorization": f"Bearer {token}", "If-Match": etag(product)},
+    )
+
+    assert response.status_code == 200
+    assert response.json()["stock"] == 42
+
+
+def test_a_non_staff_jwt_may_not_write(asgi, product):
+    from django.contrib.auth import get_user_model
+
+    from sessions_demo.tokens import token_pair_for
+
+    token = token_pair_for(get_user_model().objects.create_user("reader", password="x"))["access"]
+
+    response = asgi.patch(
+        url(product),
+        json={"stock": 42},
+        headers={"Authorization": f"Bearer {token}", "If-Match": etag(product)},
+    )
+
+    assert response.status_code == 403

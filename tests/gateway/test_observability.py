@@ -1,11 +1,15 @@
 """Metrics, cluster-wide: /metrics parses as Prometheus text, the JSON and the dashboard agree."""
 
+import http.server
 import re
+import threading
 
 import pytest
 from django.contrib.auth import get_user_model
 
+from gateway import purge
 from tests.catalog.factories import make_product
+from tests.support import wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -145,3 +149,46 @@ def test_only_staff_may_purge(asgi, user_token):
 
     assert as_user.status_code == 403
     assert anonymous.status_code == 401
+
+
+class EdgeCache(http.server.BaseHTTPRequestHandler):
+    """A stand-in for nginx or Varnish that records the purges it is sent."""
+
+    received: list[tuple[str, str, str | None]] = []
+
+    def do_PURGE(self) -> None:  # the HTTP method names the handler
+        self.record()
+
+    def do_BAN(self) -> None:
+        self.record()
+
+    def record(self) -> None:
+        self.received.append((self.command, self.path, self.headers.get("X-Cache-Tags")))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_purges_reach_the_configured_edge_caches(settings):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), EdgeCache)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    EdgeCache.received = []
+    settings.GATEWAY = {
+        **settings.GATEWAY,
+        "EDGE_PURGE_URLS": [f"http://127.0.0.1:{server.server_port}"],
+    }
+    try:
+        purge.tags(["product:7", "products"])
+        purge.urls(["/api/v1/products/7/"])
+        wait_for(
+            lambda: len(EdgeCache.received) == 2, timeout=5, what="the edge to get both purges"
+        )
+    finally:
+        server.shutdown()
+
+    assert sorted(EdgeCache.received) == [
+        ("BAN", "/", "product:7|products"),
+        ("PURGE", "/api/v1/products/7/", None),
+    ]
