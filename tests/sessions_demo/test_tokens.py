@@ -12,6 +12,7 @@ import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.sessions.models import Session
+from django.db import connection
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken
 
@@ -245,6 +246,8 @@ def test_two_concurrent_refreshes_with_one_token_get_one_new_pair():
             outcomes.append("rotated")
         except TokenError as exc:
             outcomes.append(str(exc))
+        finally:
+            connection.close()  # this thread's own connection, or the test database stays in use
 
     threads = [threading.Thread(target=spend) for _ in range(2)]
     for thread in threads:
