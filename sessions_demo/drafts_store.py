@@ -76,20 +76,20 @@ def create(
     return app_client().register_script(CREATE)(keys=script_keys, args=args) == 1
 
 
+def _compare_and_set(user_id: str, draft_id: str, expected_version: int, new_json: str) -> Outcome:
+    script = app_client().register_script(COMPARE_AND_SET)
+    args = [draft_id, expected_version, new_json, _ttl()]
+    return OUTCOMES[script(keys=[keys.drafts(user_id)], args=args)]
+
+
 def replace(user_id: str, draft: dict, *, expected_version: int) -> Outcome:
     """Overwrite a draft, only if it is still at `expected_version`."""
-    args = [draft["id"], expected_version, json.dumps(draft), _ttl()]
-    return OUTCOMES[
-        app_client().register_script(COMPARE_AND_SET)(keys=[keys.drafts(user_id)], args=args)
-    ]
+    return _compare_and_set(user_id, draft["id"], expected_version, json.dumps(draft))
 
 
 def delete(user_id: str, draft_id: str, *, expected_version: int) -> Outcome:
     """Delete a draft, only if it is still at `expected_version`."""
-    args = [draft_id, expected_version, "", _ttl()]
-    return OUTCOMES[
-        app_client().register_script(COMPARE_AND_SET)(keys=[keys.drafts(user_id)], args=args)
-    ]
+    return _compare_and_set(user_id, draft_id, expected_version, "")
 
 
 def count(user_id: str) -> int:
