@@ -30,9 +30,8 @@ from sessions_demo.tokens import token_pair_for
 def user_register(*, username: str, password: str) -> AbstractBaseUser:
     """Create an account; the caller has validated the username and password."""
     try:
-        with transaction.atomic():
-            return get_user_model().objects.create_user(username=username, password=password)
-    except IntegrityError as exc:  # the same name registered concurrently
+        return get_user_model().objects.create_user(username=username, password=password)
+    except IntegrityError as exc:  # the same name registered concurrently; nothing else to undo
         raise exceptions.ValidationError(
             {"username": ["A user with that username already exists."]}
         ) from exc
