@@ -27,6 +27,11 @@ def cache_base(url: str) -> str:
     return f"{_prefix()}:cache:{{{url_hash(url)}}}"
 
 
+def cache_pattern() -> str:
+    """A SCAN pattern matching every key of the response cache."""
+    return f"{_prefix()}:cache:*"
+
+
 def cache_vary(url: str) -> str:
     return f"{cache_base(url)}:vary"
 

@@ -51,6 +51,23 @@ def urls(paths: Iterable[str]) -> int:
     return dropped
 
 
+def everything() -> int:
+    """Drop every entry of the response cache (after a deploy that changes what pages render)."""
+    client = app_client()
+    dropped = 0
+    for pattern in (keys.cache_pattern(), keys.cache_tag("*")):
+        batch = []
+        for key in client.scan_iter(match=pattern, count=1000):
+            batch.append(key)
+            if len(batch) == 1000:
+                dropped += client.delete(*batch)
+                batch = []
+        if batch:
+            dropped += client.delete(*batch)
+    _tell_edges("BAN", "/", {"X-Cache-Tags": "*"})
+    return dropped
+
+
 def _purge(script_keys: list[str]) -> int:
     if not script_keys:
         return 0

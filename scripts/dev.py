@@ -205,6 +205,8 @@ def run() -> int:
         manage(child_env, "migrate", "--noinput", "--verbosity", "0")
         accounts = manage(child_env, "seed_demo", "--if-debug")
         manage(child_env, "seed_catalog", "--if-empty")
+        # The code may have changed since the last run: pages cached by the gateway are stale.
+        manage(child_env, "gateway_purge", "--all")
         processes.start(
             "daphne",
             [str(BIN_DIR / "daphne"), "-b", host, "-p", str(port), "--access-log", os.devnull,

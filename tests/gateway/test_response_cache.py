@@ -309,3 +309,16 @@ async def test_purge_by_url_drops_every_variant(cache, origin):
 
     assert dropped == 2
     assert (await get(cache, headers={"Accept-Language": "fr"})).headers["x-cache"] == "MISS"
+
+
+async def test_the_purge_command_drops_everything(cache, origin):
+    from asgiref.sync import sync_to_async
+    from django.core.management import call_command
+
+    await get(cache, "/one")
+    await get(cache, "/two")
+
+    await sync_to_async(call_command)("gateway_purge", "--all")
+
+    assert (await get(cache, "/one")).headers["x-cache"] == "MISS"
+    assert (await get(cache, "/two")).headers["x-cache"] == "MISS"

@@ -2,7 +2,8 @@
 (function () {
   const panel = document.querySelector("[data-cache-panel]");
   if (!panel) return;
-  fetch(window.location.href, { method: "HEAD", cache: "no-store" }).then(function (response) {
+  // The default cache mode: "no-store" would send Cache-Control: no-cache and force a revalidation.
+  fetch(window.location.href, { method: "HEAD" }).then(function (response) {
     panel.querySelectorAll("[data-header]").forEach(function (cell) {
       cell.textContent = response.headers.get(cell.dataset.header) || "(none)";
     });

@@ -20,13 +20,18 @@
       ctx.lineWidth = 2;
       ctx.beginPath();
       let started = false;
+      const points = [];
       series.forEach((value, i) => {
         if (value === null) { started = false; return; }
         const x = (i / Math.max(series.length - 1, 1)) * width;
         const y = height - (value / max) * (height - 16);
+        points.push([x, y]);
         if (started) ctx.lineTo(x, y); else { ctx.moveTo(x, y); started = true; }
       });
       ctx.stroke();
+      // A dot per second with data, so that a lone second (no neighbours to join) still shows.
+      ctx.fillStyle = colors[index % colors.length];
+      points.forEach(([x, y]) => { ctx.beginPath(); ctx.arc(x, y, 2, 0, 2 * Math.PI); ctx.fill(); });
     });
   }
 
