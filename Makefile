@@ -10,7 +10,7 @@ endif
 # Rebuilt only when a requirements file changes, so a second run starts in seconds.
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test lint format clean
+.PHONY: run cluster test lint format clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed; set PYTHON=python3.11")'
@@ -20,6 +20,11 @@ $(INSTALLED): requirements.txt requirements-dev.txt
 
 run: $(INSTALLED)
 	$(BIN)/python scripts/dev.py run
+
+# N app instances behind nginx (deploy/nginx.conf), one worker, one beat: `make cluster N=3`.
+N ?= 2
+cluster: $(INSTALLED)
+	$(BIN)/python scripts/cluster.py --instances $(N)
 
 test: $(INSTALLED)
 	$(BIN)/python scripts/dev.py test $(ARGS)
@@ -34,3 +39,7 @@ format: $(INSTALLED)
 
 clean:
 	rm -rf $(VENV) var
+
+# Load and latency benchmarks (bench/run.py): a few minutes; installs wrk and nginx when root.
+bench: $(INSTALLED)
+	$(BIN)/python bench/run.py $(ARGS)
