@@ -72,10 +72,20 @@ def rates(configured: dict[str, str]) -> dict[str, Rate]:
     return rates
 
 
+def from_env() -> dict:
+    """Return the settings given in the environment (behind nginx, as `make cluster` runs)."""
+    found: dict = {}
+    if env.is_set("GATEWAY_EDGE_PURGE_URLS"):
+        found["EDGE_PURGE_URLS"] = env.csv("GATEWAY_EDGE_PURGE_URLS", [])
+    if env.is_set("GATEWAY_TRUSTED_PROXY_HOPS"):
+        found["TRUSTED_PROXY_HOPS"] = env.integer("GATEWAY_TRUSTED_PROXY_HOPS", 0, minimum=0)
+    return found
+
+
 @cache
 def _merged() -> dict:
     configured = getattr(settings, "GATEWAY", {})
-    return {**DEFAULTS, **configured, "RATES": rates(configured.get("RATES", {}))}
+    return {**DEFAULTS, **configured, **from_env(), "RATES": rates(configured.get("RATES", {}))}
 
 
 def gateway_setting(name: str):
