@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import inspect
 import json
 import logging
 import time
@@ -37,43 +38,55 @@ class SendWindow:
 
     ASGI gives an application no backpressure and daphne's send never waits: every message goes
     to Twisted, which buffers what a client does not read, without limit. Twisted's own flow
-    control, a push producer registered on the connection, tells us when 64 KiB are waiting.
+    control tells the push producer registered on a connection to pause once 64 KiB are waiting
+    and to resume when they are gone; this window is that producer.
     """
 
     def __init__(self) -> None:
         self.open = True
-        self.protocol = None
+        self.transport = None
+        self.previous = None  # the producer we took the place of; it still hears every call
 
     # Twisted's IPushProducer, called on daphne's event loop.
     def pauseProducing(self) -> None:
         self.open = False
+        if self.previous is not None:
+            self.previous.pauseProducing()
 
     def resumeProducing(self) -> None:
         self.open = True
+        if self.previous is not None:
+            self.previous.resumeProducing()
 
     def stopProducing(self) -> None:
-        self.open = True
+        if self.previous is not None:
+            self.previous.stopProducing()
 
     @classmethod
     def attach(cls, send) -> SendWindow:
         """Return the window of the connection `send` writes to (always open if it cannot tell)."""
         window = cls()
         # daphne's send is functools.partial(server.handle_reply, protocol), the one way to reach
-        # its protocol. Elsewhere (another server, a test communicator) the window stays open and
-        # the server's own backpressure, an `await send` that waits, takes its place.
+        # its protocol; ASGI layers that wrap `send` say what they wrap with functools.wraps.
+        # Elsewhere (another server, a test communicator) the window stays open and the server's
+        # own backpressure, an `await send` that waits, takes its place.
+        send = inspect.unwrap(send)
         protocol = send.args[0] if isinstance(send, functools.partial) and send.args else None
-        if hasattr(protocol, "registerProducer"):
-            try:
-                protocol.registerProducer(window, True)
-                window.protocol = protocol
-            except RuntimeError:  # somebody else's producer is registered: leave it alone
-                pass
+        transport = getattr(protocol, "transport", None)
+        if hasattr(transport, "registerProducer"):
+            # A transport has one producer: daphne leaves the HTTP channel it upgraded from
+            # registered, so stand in front of it and pass its calls on.
+            window.previous = transport.producer
+            if window.previous is not None:
+                transport.unregisterProducer()
+            transport.registerProducer(window, True)
+            window.transport = transport
         return window
 
     def detach(self) -> None:
-        if self.protocol is not None:
-            self.protocol.unregisterProducer()
-            self.protocol = None
+        if self.transport is not None:
+            self.transport.unregisterProducer()
+            self.transport = None
 
 
 class TokenBucket:

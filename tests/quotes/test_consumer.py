@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import pytest_asyncio
 from asgiref.sync import sync_to_async
@@ -410,3 +412,82 @@ async def test_a_foreign_origin_is_refused(quotes_settings):
     connected, _ = await client.connect()
 
     assert connected is False
+
+
+class FakeTransport:
+    """Twisted's producer registration, as a transport does it."""
+
+    def __init__(self, producer=None) -> None:
+        self.producer = producer
+
+    def registerProducer(self, producer, streaming: bool) -> None:
+        assert self.producer is None and streaming
+        self.producer = producer
+
+    def unregisterProducer(self) -> None:
+        self.producer = None
+
+
+class RecordingProducer:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def pauseProducing(self) -> None:
+        self.calls.append("pause")
+
+    def resumeProducing(self) -> None:
+        self.calls.append("resume")
+
+
+def daphne_like_send(transport: FakeTransport):
+    """A send shaped like daphne's, functools.partial(server.handle_reply, protocol)."""
+
+    class Protocol:
+        pass
+
+    protocol = Protocol()
+    protocol.transport = transport
+
+    async def handle_reply(protocol, message):
+        pass
+
+    return functools.partial(handle_reply, protocol)
+
+
+async def test_the_window_follows_twisted_flow_control_and_passes_it_on():
+    upgraded_from = RecordingProducer()  # daphne leaves the HTTP channel registered
+    transport = FakeTransport(upgraded_from)
+
+    window = SendWindow.attach(daphne_like_send(transport))
+    window.pauseProducing()
+    paused = window.open
+    window.resumeProducing()
+
+    assert transport.producer is window
+    assert (paused, window.open) == (False, True)
+    assert upgraded_from.calls == ["pause", "resume"]
+    window.detach()
+    assert transport.producer is None
+
+
+async def test_the_window_sees_through_layers_that_wrap_send_with_functools_wraps():
+    transport = FakeTransport()
+    send = daphne_like_send(transport)
+
+    @functools.wraps(send)
+    async def send_with_headers(message):
+        await send(message)
+
+    window = SendWindow.attach(send_with_headers)
+
+    assert transport.producer is window
+
+
+async def test_without_a_daphne_connection_the_window_stays_open():
+    async def other_servers_send(message):
+        pass
+
+    window = SendWindow.attach(other_servers_send)
+    window.detach()
+
+    assert window.open is True
