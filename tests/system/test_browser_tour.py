@@ -1,0 +1,86 @@
+"""The demo site in Debian's Chromium, through nginx and two instances, as a user sees it.
+
+A screenshot of each page is kept in var/artifacts/browser/ (CI keeps it as a test artifact).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+from tests import support
+from tests.system.conftest import PASSWORD
+
+ARTIFACTS = support.BASE_DIR / "var" / "artifacts" / "browser"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Debian's browser, never a downloaded one; quiet flags, since this machine's network is closed.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+pytestmark = [
+    pytest.mark.system,
+    pytest.mark.skipif(
+        shutil.which("chromium") is None, reason="Debian's chromium is not installed"
+    ),
+]
+
+
+@pytest.fixture
+def page(cluster) -> Iterator:
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        page = browser.new_page(base_url=cluster.base_url)
+        page.set_default_timeout(10_000)
+        yield page
+        browser.close()
+
+
+def shot(page, name: str) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def test_browse_the_catalog_log_in_autosave_a_draft_and_watch_the_gateway(page):
+    from playwright.sync_api import expect
+
+    # The catalog: a list, a category, a product with its caching headers.
+    page.goto("/catalog/")
+    expect(page.locator("h1")).to_have_text("All products")
+    shot(page, "catalog")
+    page.locator("td a").first.click()
+    expect(page.locator("body")).to_contain_text("Cache-Control")
+    shot(page, "product")
+
+    # Log in, create a draft and watch it save itself (If-Match, a new version each time).
+    page.goto("/drafts/")
+    page.fill("input[name=username]", "alice")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("#login-form button")
+    expect(page.locator("#whoami")).to_have_text("Signed in as alice")
+    page.click("#new-draft")
+    expect(page.locator("#draft-title")).to_have_value("Untitled draft")
+    page.fill("#draft-title", "Through the load balancer")
+    expect(page.locator("#save-state")).to_have_text("Saved · version 2")
+    page.fill("#draft-body", "Every save may land on the other instance.")
+    expect(page.locator("#save-state")).to_have_text("Saved · version 3")
+    shot(page, "drafts")
+
+    # The gateway dashboard draws its four charts from the cluster-wide metrics.
+    page.goto("/gateway/")
+    expect(page.locator("canvas[data-chart]")).to_have_count(4)
+    shot(page, "gateway")
+
+    saved = {path.name for path in ARTIFACTS.glob("*.png")}
+    assert {"catalog.png", "product.png", "drafts.png", "gateway.png"} <= saved
