@@ -38,7 +38,7 @@ import dev  # noqa: E402  (scripts/dev.py: process handling shared with `make ru
 BIN = Path(sys.executable).parent
 PRODUCTS = 10_000
 KEY_PREFIX = "bench"
-RATE = "100000000/sec"  # the throttle stays on, with a rate no benchmark reaches
+RATE = "1000000/sec"  # the throttle stays on, with a rate no benchmark reaches
 SERVERS = {
     # name: (argv after the binary, served through the gateway)
     "daphne": (["daphne", "-b", "127.0.0.1", "-p", "{port}", "--access-log", os.devnull,
@@ -54,6 +54,8 @@ SERVERS = {
                       "warning", "--no-access-log", "config.wsgi:application"], False),
 }  # fmt: skip
 ASGI_SERVERS = ("daphne", "uvicorn", "granian")
+# The gateway in front of Django's own ASGI handler, to price config.asgi's WSGI bridge.
+OLD_PATH = "uvicorn, Django ASGI handler"
 
 
 def say(message: str) -> None:
@@ -98,6 +100,7 @@ class World:
         self.workers = workers
         self.processes = dev.Processes()
         self.ports: dict[str, int] = {}
+        self.kinds: dict[str, str] = {}
         self.env: dict[str, str] = {}
 
     def start_redis(self) -> str:
@@ -150,10 +153,11 @@ class World:
 
     def start(self, name: str, kind: str, *, app: str = "config.asgi:application") -> str:
         port = dev_free_port()
+        self.kinds[name] = kind
         argv, _ = SERVERS[kind]
         fields = {"port": str(port), "workers": str(self.workers), "app": app}
         argv = [str(BIN / argv[0]), *(part.format(**fields) for part in argv[1:])]
-        log = (self.workdir / f"{name}.log").open("wb")
+        log = (self.workdir / f"{name.split(',')[0]}-{port}.log").open("wb")
         process = subprocess.Popen(
             argv, cwd=BASE_DIR, env=self.env, stdout=log, stderr=subprocess.STDOUT,
             preexec_fn=dev.die_with_parent, start_new_session=True,
@@ -598,8 +602,9 @@ def goals(results: dict) -> list[tuple[str, bool | None, str]]:
                         f"p99 {row['delay_p99_ms']} ms, {row['gaps']} gaps"))  # fmt: skip
     t = results.get("throttle")
     if t:
-        out.append(("Throttle: one Redis round trip per request", t["scripts_per_me"] <= 1.01,
-                    f"{t['scripts_per_me']} scripts per /me/"))  # fmt: skip
+        extra = t["throttle_scripts_per_request"]
+        out.append(("Throttle: one Redis round trip per request", 0.99 <= extra <= 1.01,
+                    f"{extra} scripts per request"))  # fmt: skip
         out.append(("Throttle: p50 overhead < 0.3 ms", t["p50_overhead_ms"] < 0.3,
                     f"{t['p50_overhead_ms']:.3f} ms"))  # fmt: skip
     for name, label in (("uncached", "uncached product"), ("me", "JWT me")):
@@ -679,6 +684,8 @@ def main() -> int:
         world.prepare()
         world.start_celery()
         urls = {kind: world.start(kind, kind) for kind in (*servers, "granian-wsgi")}
+        if "uvicorn" in servers:
+            urls[OLD_PATH] = world.start(OLD_PATH, "uvicorn", app="bench.asgi_handler:application")
         bench = Bench(world, urls, None, args.seconds)
         _, body = bench.warm(servers[0])
         bench.nginx_url = world.start_nginx(body) if tools["nginx"] else None
@@ -687,7 +694,7 @@ def main() -> int:
         for number in range(args.rounds):
             for server in urls:
                 measured = {"nginx": bench.nginx()}
-                measured.update(bench.core(server, SERVERS[server][1]))
+                measured.update(bench.core(server, SERVERS[world.kinds[server]][1]))
                 core_rounds[server].append(measured)
                 say(f"round {number + 1}: {server} done")
         results["core"] = {s: summarise(r) for s, r in core_rounds.items()}
@@ -719,13 +726,17 @@ def main() -> int:
             say(f"round {number + 1}: more paths done")
         results["extra"] = summarise(extra_rounds)
         extra = results["extra"]
+        throttled = round_trips(urls[main_server], bench.user(), "/api/v1/me/")
+        unthrottled_scripts = round_trips(unthrottled, bench.user(), "/api/v1/me/")
         results["throttle"] = {
-            "scripts_per_me": round_trips(urls[main_server], bench.user(), "/api/v1/me/"),
+            "scripts_per_me": throttled,
+            "scripts_per_me_unthrottled": unthrottled_scripts,
+            "throttle_scripts_per_request": round(throttled - unthrottled_scripts, 3),
             "scripts_per_hit": round_trips(urls[main_server], None, bench.product),
             "p50_overhead_ms": round(
                 extra["me_c1_throttled"]["p50_ms"] - extra["me_c1_unthrottled"]["p50_ms"], 3
             ),
-            "throughput_cost": round(
+            "c1_throughput_cost": round(
                 1 - extra["me_c1_throttled"]["rps"] / extra["me_c1_unthrottled"]["rps"], 4
             ),
         }

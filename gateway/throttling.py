@@ -52,7 +52,8 @@ for i = 1, #KEYS do
   local tat = tats[i]
   if admitted then
     tat = tat + interval
-    redis.call('SET', KEYS[i], tostring(tat), 'PX', math.ceil(tat - now))
+    -- At rates past ~1,000/ms the interval vanishes in the float: PX 0 would be an error.
+    redis.call('SET', KEYS[i], tostring(tat), 'PX', math.max(1, math.ceil(tat - now)))
   end
   result[#result + 1] = math.max(0, math.floor((now + period - tat) / interval))
   result[#result + 1] = math.ceil(tat - now)
