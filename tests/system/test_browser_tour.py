@@ -5,6 +5,7 @@ A screenshot of each page is kept in var/artifacts/browser/ (CI keeps it as a te
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
 
@@ -52,7 +53,7 @@ def shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
-def test_browse_the_catalog_log_in_autosave_a_draft_and_watch_the_gateway(page):
+def test_browse_the_catalog_log_in_autosave_a_draft_watch_quotes_and_the_gateway(page):
     from playwright.sync_api import expect
 
     # The catalog: a list, a category, a product with its caching headers.
@@ -77,10 +78,22 @@ def test_browse_the_catalog_log_in_autosave_a_draft_and_watch_the_gateway(page):
     expect(page.locator("#save-state")).to_have_text("Saved · version 3")
     shot(page, "drafts")
 
+    # Live quotes: the cluster's beat ticks once a second and the page shows each tick it is
+    # pushed, through nginx's WebSocket upgrade: watch it update three times.
+    page.goto("/quotes/")
+    expect(page.locator("#quotes-connection")).to_have_attribute("data-state", "live")
+    page.wait_for_function("window.quotesPage.lastSeq !== null")  # the snapshot
+    first_seq = page.evaluate("window.quotesPage.lastSeq")
+    page.wait_for_function(f"window.quotesPage.lastSeq >= {first_seq + 3}")
+    expect(page.locator("#quotes-seq")).not_to_have_text(str(first_seq))
+    assert int(page.text_content("#delay-count")) >= 3  # one delay per tick the page received
+    expect(page.locator('tr[data-symbol="ACME"] .price')).to_have_text(re.compile(r"^\d+\.\d\d$"))
+    shot(page, "quotes")
+
     # The gateway dashboard draws its four charts from the cluster-wide metrics.
     page.goto("/gateway/")
     expect(page.locator("canvas[data-chart]")).to_have_count(4)
     shot(page, "gateway")
 
     saved = {path.name for path in ARTIFACTS.glob("*.png")}
-    assert {"catalog.png", "product.png", "drafts.png", "gateway.png"} <= saved
+    assert {"catalog.png", "product.png", "drafts.png", "quotes.png", "gateway.png"} <= saved
