@@ -84,7 +84,9 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[Stac
         )
         yield Stack(base_url, f"ws://127.0.0.1:{port}", client)
     finally:
-        for process in reversed(processes):
+        for process in processes:  # all at once: each takes a moment to shut down
+            process.terminate()
+        for process in processes:
             support.stop(process)
         client.flushdb()
         client.close()
