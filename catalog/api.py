@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import status
+from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, NotFound
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import SAFE_METHODS, BasePermission
@@ -19,13 +19,30 @@ from catalog import selectors, services
 from catalog.conf import catalog_setting
 from catalog.http_caching import conditional, if_match_etags
 from catalog.serializers import CategorySerializer, ProductSerializer
+from config.openapi import IF_NONE_MATCH, NOT_MODIFIED, errors, etag_headers, header
+
+IF_MATCH = OpenApiParameter(
+    "If-Match",
+    str,
+    OpenApiParameter.HEADER,
+    required=True,
+    description="The product's ETag as you read it: 428 without it, 412 when it is stale.",
+)
+# Reads never look at who asks (see CatalogApiView); the gateway still refuses a bad token.
+PUBLIC = [{}]
+READ_HEADERS = [
+    *etag_headers(200, 304),
+    header("Last-Modified", "When it last changed.", 200, 304),
+    header("Cache-Tag", "What purges this response from shared caches.", 200),
+]
 
 
 class IsStaffOrReadOnly(BasePermission):
     """Anyone may read; only staff (a staff JWT or the admin's session) may write."""
 
     def has_permission(self, request: Request, view: APIView) -> bool:
-        if request.method in SAFE_METHODS:
+        # A method the view lacks is let through, so that DRF answers 405 and not 401 or 403.
+        if request.method in SAFE_METHODS or not hasattr(view, request.method.lower()):
             return True
         return bool(request.user and request.user.is_authenticated and request.user.is_staff)
 
@@ -54,6 +71,22 @@ class CatalogApiView(APIView):
         # and stay identical for everybody: what a shared cache needs. Writes authenticate.
         if request.method not in SAFE_METHODS:
             super().perform_authentication(request)
+
+
+class ProductListQuerySerializer(serializers.Serializer):
+    # Checked before any of them reaches an ETag or Cache-Tag header, where a newline is an error.
+    category = serializers.SlugField(required=False, allow_blank=True, help_text="A category slug.")
+    page = serializers.IntegerField(min_value=1, required=False)
+    page_size = serializers.IntegerField(
+        min_value=1, required=False, help_text="Capped at CATALOG['MAX_PAGE_SIZE'], not refused."
+    )
+
+
+class ProductPageSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = ProductSerializer(many=True)
 
 
 class ProductPagination(PageNumberPagination):
@@ -94,15 +127,18 @@ def required_if_match(request: Request) -> list[str]:
 
 class ProductListApi(CatalogApiView):
     @extend_schema(
-        parameters=[OpenApiParameter("category", str, description="Only this category's slug.")],
-        responses=ProductSerializer(many=True),
+        parameters=[ProductListQuerySerializer, IF_NONE_MATCH, *READ_HEADERS],
+        responses={200: ProductPageSerializer, 304: NOT_MODIFIED, **errors(404, 412)},
+        auth=PUBLIC,
     )
     def get(self, request: Request) -> HttpResponse:
-        category = request.query_params.get("category") or None
+        query = ProductListQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        category = query.validated_data.get("category") or None
         fingerprint = selectors.product_list_fingerprint(category_slug=category)
         paginator = ProductPagination()
         page_size = paginator.get_page_size(request)
-        etag = fingerprint.etag(category or "all", request.query_params.get("page", 1), page_size)
+        etag = fingerprint.etag(category or "all", query.validated_data.get("page", 1), page_size)
         tags = ["products", *([f"category:{category}"] if category else [])]
         # The fingerprint answers a conditional request before any product row is read.
         response = conditional(
@@ -118,7 +154,11 @@ class ProductListApi(CatalogApiView):
         ).data
         return response
 
-    @extend_schema(request=ProductSerializer, responses={201: ProductSerializer})
+    @extend_schema(
+        request=ProductSerializer,
+        responses={201: ProductSerializer, **errors(403)},
+        parameters=[header("ETag", "The new product's version.", 201), header("Location", "", 201)],
+    )
     def post(self, request: Request) -> Response:
         serializer = ProductSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -129,8 +169,16 @@ class ProductListApi(CatalogApiView):
         return response
 
 
+WRITE_RESPONSES = {200: ProductSerializer, **errors(403, 412, 428)}
+WRITE_PARAMS = [IF_MATCH, header("ETag", "The product's new version.", 200, 412)]
+
+
 class ProductDetailApi(CatalogApiView):
-    @extend_schema(responses=ProductSerializer)
+    @extend_schema(
+        parameters=[IF_NONE_MATCH, *READ_HEADERS],
+        responses={200: ProductSerializer, 304: NOT_MODIFIED, **errors(404, 412)},
+        auth=PUBLIC,
+    )
     def get(self, request: Request, product_id: int) -> HttpResponse:
         product = self._get(product_id)
         return conditional(
@@ -141,14 +189,15 @@ class ProductDetailApi(CatalogApiView):
             cache_tags=product.cache_tags,
         )
 
-    @extend_schema(request=ProductSerializer, responses=ProductSerializer)
+    @extend_schema(request=ProductSerializer, responses=WRITE_RESPONSES, parameters=WRITE_PARAMS)
     def put(self, request: Request, product_id: int) -> Response:
         return self._update(request, product_id, partial=False)
 
-    @extend_schema(request=ProductSerializer, responses=ProductSerializer)
+    @extend_schema(request=ProductSerializer, responses=WRITE_RESPONSES, parameters=WRITE_PARAMS)
     def patch(self, request: Request, product_id: int) -> Response:
         return self._update(request, product_id, partial=True)
 
+    @extend_schema(responses={204: None, **errors(403, 412, 428)}, parameters=[IF_MATCH])
     def delete(self, request: Request, product_id: int) -> Response:
         if_match = required_if_match(request)
         with translated_errors():
@@ -173,7 +222,11 @@ class ProductDetailApi(CatalogApiView):
 
 
 class CategoryListApi(CatalogApiView):
-    @extend_schema(responses=CategorySerializer(many=True))
+    @extend_schema(
+        parameters=[IF_NONE_MATCH, *READ_HEADERS],
+        responses={200: CategorySerializer(many=True), 304: NOT_MODIFIED, **errors(412)},
+        auth=PUBLIC,
+    )
     def get(self, request: Request) -> HttpResponse:
         categories = list(selectors.category_list())
         latest = max((category.updated_at for category in categories), default=None)

@@ -78,5 +78,10 @@ def page_not_found(request: HttpRequest, exception: Exception | None = None) -> 
     return _error(request, 404, "Not found.", "not_found")
 
 
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """Refuse a cookie-authenticated write without its CSRF token: JSON under /api/."""
+    return _error(request, 403, f"CSRF check failed: {reason}", "csrf_failed")
+
+
 def server_error(request: HttpRequest) -> HttpResponse:
     return _error(request, 500, "Internal server error.", "server_error")

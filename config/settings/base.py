@@ -161,6 +161,9 @@ SIMPLE_JWT = {
     "BLACKLIST_AFTER_ROTATION": True,
 }
 
+# Django's own CSRF page is HTML; under /api/ every error is JSON.
+CSRF_FAILURE_VIEW = "config.errors.csrf_failure"
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "Stateless & Cacheable",
     "DESCRIPTION": (
@@ -172,6 +175,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Request bodies get their own components, so required strings say minLength 1 as DRF checks.
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "config.openapi.add_gateway_responses",  # the gateway's 400/401/429/503 and RateLimit
+    ],
 }
 
 # --- Apps: each reads its own namespaced dict (defaults and meaning in the app's conf) ------------
