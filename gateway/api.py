@@ -11,6 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.openapi import errors
 from gateway import purge, stats
 
 
@@ -47,7 +48,10 @@ class PurgeApi(APIView):
 
     @extend_schema(
         request=PurgeSerializer,
-        responses=inline_serializer("PurgeResult", {"purged": serializers.IntegerField()}),
+        responses={
+            200: inline_serializer("PurgeResult", {"purged": serializers.IntegerField()}),
+            **errors(403),
+        },
     )
     def post(self, request: Request) -> Response:
         serializer = PurgeSerializer(data=request.data)
@@ -64,7 +68,12 @@ class StatsApi(APIView):
 
     permission_classes: list = []
 
-    @extend_schema(responses=inline_serializer("GatewayStats", {"totals": serializers.DictField()}))
+    @extend_schema(
+        responses=inline_serializer(
+            "GatewayStats", {"totals": serializers.DictField(), "series": serializers.ListField()}
+        ),
+        auth=[{}],
+    )
     def get(self, request: Request) -> Response:
         response = Response({"totals": stats.totals(), "series": stats.series()})
         response.headers["Cache-Control"] = "no-store"

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.errors import error_body
+from config.openapi import IF_NONE_MATCH, NOT_MODIFIED, errors, etag_headers
 from quotes import selectors
 from quotes.conf import conf
 
@@ -83,6 +84,9 @@ def cacheable(request: Request, response: Response, *, seq: int) -> HttpResponse
     return answer
 
 
+READ = {"parameters": [IF_NONE_MATCH, *etag_headers(200, 304)], "auth": [{}]}
+
+
 class QuotesApiView(APIView):
     # Public data, the same for everybody: never look at who asks (no session, no Vary: Cookie).
     authentication_classes = []
@@ -93,8 +97,9 @@ class QuoteListApi(QuotesApiView):
     @extend_schema(
         summary="Latest quotes of every symbol (and how to stream them)",
         description=STREAMS,
-        responses=QuoteListSerializer,
+        responses={200: QuoteListSerializer, 304: NOT_MODIFIED, **errors(412)},
         tags=["quotes"],
+        **READ,
     )
     def get(self, request: Request) -> HttpResponseBase:
         latest = selectors.quotes_latest()
@@ -105,8 +110,9 @@ class QuoteDetailApi(QuotesApiView):
     @extend_schema(
         summary="Latest quote of one symbol",
         description="ETag is the seq of the tick that last moved the price.",
-        responses=QuoteSerializer,
+        responses={200: QuoteSerializer, 304: NOT_MODIFIED, **errors(404, 412)},
         tags=["quotes"],
+        **READ,
     )
     def get(self, request: Request, symbol: str) -> HttpResponseBase:
         quote = selectors.quote_get(symbol=symbol)
@@ -117,9 +123,10 @@ class QuoteHistoryApi(QuotesApiView):
     @extend_schema(
         summary="Recent prices of one symbol",
         description="The last `limit` prices the symbol moved to, oldest first (kept: one hour).",
-        parameters=[HistoryQuerySerializer],
-        responses=QuoteHistorySerializer,
+        parameters=[HistoryQuerySerializer, *READ["parameters"]],
+        responses={200: QuoteHistorySerializer, 304: NOT_MODIFIED, **errors(404, 412)},
         tags=["quotes"],
+        auth=READ["auth"],
     )
     def get(self, request: Request, symbol: str) -> HttpResponseBase:
         query = HistoryQuerySerializer(data=request.query_params)

@@ -11,7 +11,12 @@ from django.urls import reverse
 from django.utils.cache import patch_cache_control, patch_vary_headers
 from django.utils.http import parse_etags
 from django.views.decorators.http import require_GET
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from jwt.algorithms import RSAAlgorithm
 from rest_framework import exceptions, status
 from rest_framework.permissions import AllowAny, IsAuthenticated
@@ -22,6 +27,7 @@ from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.views import TokenObtainPairView
 
 from config.errors import error_body
+from config.openapi import errors, header
 from sessions_demo import idempotency, selectors, services
 from sessions_demo.authentication import JWTStatelessAuthentication
 from sessions_demo.exceptions import plain_auth_error
@@ -78,6 +84,7 @@ class PublicApi(PrivateNoStore, APIView):
 # --- tokens ---------------------------------------------------------------------------------------
 
 
+@extend_schema_view(post=extend_schema(responses={200: TokenPairSerializer, **errors(401)}))
 class TokenObtainApi(PrivateNoStore, TokenObtainPairView):
     """Exchange username and password for an access and a refresh token."""
 
@@ -88,7 +95,7 @@ class TokenObtainApi(PrivateNoStore, TokenObtainPairView):
 
 
 class TokenRefreshApi(PublicApi):
-    @extend_schema(request=RefreshSerializer, responses=TokenPairSerializer)
+    @extend_schema(request=RefreshSerializer, responses={200: TokenPairSerializer, **errors(401)})
     def post(self, request: Request) -> Response:
         """Spend a refresh token on a new pair (rotation: the old refresh token stops working)."""
         serializer = RefreshSerializer(data=request.data)
@@ -101,7 +108,7 @@ class TokenRefreshApi(PublicApi):
 
 
 class TokenVerifyApi(PublicApi):
-    @extend_schema(request=VerifySerializer, responses={200: None})
+    @extend_schema(request=VerifySerializer, responses={200: None, **errors(401)})
     def post(self, request: Request) -> Response:
         """Answer 200 when the token is valid, not blacklisted and not revoked; else 401."""
         serializer = VerifySerializer(data=request.data)
@@ -117,7 +124,7 @@ class LogoutApi(PrivateNoStore, APIView):
     authentication_classes = [JWTStatelessAuthentication]  # optional: the access token to revoke
     permission_classes = [AllowAny]
 
-    @extend_schema(request=RefreshSerializer, responses={204: None})
+    @extend_schema(request=RefreshSerializer, responses={204: None, **errors(401)})
     def post(self, request: Request) -> Response:
         """Blacklist the refresh token (and, when configured, revoke the access token sent)."""
         serializer = RefreshSerializer(data=request.data)
@@ -145,19 +152,21 @@ class RegisterApi(PublicApi):
 
 
 class MeApi(StatelessApi):
-    @extend_schema(responses=MeSerializer)
+    @extend_schema(responses={200: MeSerializer, **errors(401)})
     def get(self, request: Request) -> Response:
         """Return who the token says you are: read from its claims, without a database query."""
         return Response(MeSerializer(request.user).data)
 
 
 class PreferencesApi(StatelessApi):
-    @extend_schema(responses=PreferencesSerializer)
+    @extend_schema(responses={200: PreferencesSerializer, **errors(401)})
     def get(self, request: Request) -> Response:
         """Return the catalog categories you follow."""
         return Response(selectors.preferences_get(user_id=self.user_id))
 
-    @extend_schema(request=PreferencesSerializer, responses=PreferencesSerializer)
+    @extend_schema(
+        request=PreferencesSerializer, responses={200: PreferencesSerializer, **errors(401)}
+    )
     def put(self, request: Request) -> Response:
         """Set the catalog categories your feed follows."""
         serializer = PreferencesSerializer(data=request.data)
@@ -166,7 +175,7 @@ class PreferencesApi(StatelessApi):
 
 
 class FeedApi(StatelessApi):
-    @extend_schema(responses=FeedSerializer)
+    @extend_schema(responses={200: FeedSerializer, **errors(401)})
     def get(self, request: Request) -> Response:
         """Return your feed: followed categories, your draft count, their newest products."""
         return Response(selectors.feed(user_id=self.user_id))
@@ -180,6 +189,7 @@ IF_MATCH = OpenApiParameter(
 IDEMPOTENCY_KEY = OpenApiParameter(
     idempotency.HEADER, str, OpenApiParameter.HEADER, description="Retry-safe create (24 h)."
 )
+DRAFT_ETAG = header("ETag", "The draft's version: send it as If-Match.", 200, 201)
 
 
 def draft_response(draft: dict, status_code: int = status.HTTP_200_OK) -> Response:
@@ -197,15 +207,26 @@ def if_match(request: Request) -> list[str] | None:
 
 
 class DraftListApi(StatelessApi):
-    @extend_schema(responses=DraftSummarySerializer(many=True))
+    @extend_schema(responses={200: DraftSummarySerializer(many=True), **errors(401)})
     def get(self, request: Request) -> Response:
         """List your drafts (without bodies), most recently changed first."""
         return Response(selectors.draft_list(user_id=self.user_id))
 
     @extend_schema(
-        parameters=[IDEMPOTENCY_KEY],
+        parameters=[
+            IDEMPOTENCY_KEY,
+            DRAFT_ETAG,
+            header("Location", "The new draft.", 201),
+            header("Idempotent-Replayed", "true on an Idempotency-Key retry.", 200, 201),
+        ],
         request=DraftSerializer,
-        responses={201: DraftSerializer, 409: None, 413: None, 422: None},
+        responses={
+            200: OpenApiResponse(
+                DraftSerializer, "A retry: the first answer (Idempotent-Replayed)."
+            ),
+            201: DraftSerializer,
+            **errors(401, 409, 413, 422),
+        },
     )
     def post(self, request: Request) -> Response:
         """Create a draft; with an Idempotency-Key, a retry returns the first answer again."""
@@ -233,23 +254,27 @@ class DraftListApi(StatelessApi):
         return draft_response(draft, status.HTTP_201_CREATED)
 
 
+DRAFT_WRITE = {200: DraftSerializer, **errors(401, 409, 412, 413)}
+DRAFT_WRITE_PARAMS = [IF_MATCH, DRAFT_ETAG]
+
+
 class DraftDetailApi(StatelessApi):
-    @extend_schema(responses=DraftSerializer)
+    @extend_schema(responses={200: DraftSerializer, **errors(401)}, parameters=[DRAFT_ETAG])
     def get(self, request: Request, draft_id: str) -> Response:
         """Return one of your drafts, with its version as ETag."""
         return draft_response(selectors.draft_get(user_id=self.user_id, draft_id=draft_id))
 
-    @extend_schema(parameters=[IF_MATCH], request=DraftSerializer, responses=DraftSerializer)
+    @extend_schema(parameters=DRAFT_WRITE_PARAMS, request=DraftSerializer, responses=DRAFT_WRITE)
     def put(self, request: Request, draft_id: str) -> Response:
         """Replace a draft's title and body."""
         return self._update(request, draft_id, partial=False)
 
-    @extend_schema(parameters=[IF_MATCH], request=DraftSerializer, responses=DraftSerializer)
+    @extend_schema(parameters=DRAFT_WRITE_PARAMS, request=DraftSerializer, responses=DRAFT_WRITE)
     def patch(self, request: Request, draft_id: str) -> Response:
         """Change a draft's title or body."""
         return self._update(request, draft_id, partial=True)
 
-    @extend_schema(parameters=[IF_MATCH], responses={204: None})
+    @extend_schema(parameters=[IF_MATCH], responses={204: None, **errors(401, 409, 412)})
     def delete(self, request: Request, draft_id: str) -> Response:
         """Delete a draft."""
         services.draft_delete(user_id=self.user_id, draft_id=draft_id, if_match=if_match(request))
