@@ -21,7 +21,7 @@ from redis import RedisError
 
 from quotes import keys
 from quotes.conf import conf
-from quotes.feed import Follower, SymbolError, validate_symbols
+from quotes.feed import Follower, Refused, parse_seq, validate_symbols
 
 logger = logging.getLogger(__name__)
 
@@ -150,19 +150,18 @@ class QuotesConsumer(AsyncJsonWebsocketConsumer):
             except RedisError:
                 await self.unavailable()
 
-    async def join(self, symbols: list[str], since: str | None) -> None:
+    async def join(self, symbols: list[str], raw_since: str | None) -> None:
         """Subscribe to the query string's symbols, resuming after `since` when given."""
         try:
             symbols = validate_symbols(symbols)
-            if since is not None and not (since.isdigit() and since.isascii()):
-                raise SymbolError("invalid", "since must be a tick seq (a whole number).")
-        except SymbolError as error:
+            since = parse_seq(raw_since, name="since")
+        except Refused as error:
             await self.refuse(error.code, error.detail)
             return
         if since is None:
             await self.deliver(await self.follower.subscribe(symbols))
         else:
-            for message in await self.follower.resume(int(since), symbols):
+            for message in await self.follower.resume(since, symbols):
                 await self.deliver(message)
 
     async def disconnect(self, code: int) -> None:
@@ -210,7 +209,7 @@ class QuotesConsumer(AsyncJsonWebsocketConsumer):
     async def on_subscribe(self, message: dict) -> None:
         try:
             symbols = validate_symbols(message.get("symbols"), subscribed=self.follower.symbols)
-        except SymbolError as error:
+        except Refused as error:
             await self.refuse(error.code, error.detail)
             return
         await self.deliver(await self.follower.subscribe(symbols))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import weakref
+from collections.abc import Iterable
 
 from django.conf import settings
 from redis import asyncio as aioredis
@@ -49,8 +50,8 @@ async def close_redis_client() -> None:
         await client.aclose(close_connection_pool=True)
 
 
-class SymbolError(ValueError):
-    """Symbols a client cannot have: unknown, malformed, or too many."""
+class Refused(ValueError):
+    """A client's request we turn down: unknown or too many symbols, a malformed value."""
 
     def __init__(self, code: str, detail: str) -> None:
         super().__init__(detail)
@@ -58,18 +59,27 @@ class SymbolError(ValueError):
         self.detail = detail
 
 
-def validate_symbols(symbols: object, *, subscribed: object = ()) -> list[str]:
+def validate_symbols(symbols: object, *, subscribed: Iterable[str] = ()) -> list[str]:
     """Return `symbols` without duplicates when they are all known and within the limit."""
     if not (isinstance(symbols, list) and symbols and all(isinstance(s, str) for s in symbols)):
-        raise SymbolError("invalid", "symbols must be a non-empty list of ticker symbols.")
+        raise Refused("invalid", "symbols must be a non-empty list of ticker symbols.")
     symbols = list(dict.fromkeys(symbols))
     known = market().opening
     if unknown := [symbol for symbol in symbols if symbol not in known]:
-        raise SymbolError("unknown_symbol", f"Unknown symbols: {', '.join(unknown)}.")
+        raise Refused("unknown_symbol", f"Unknown symbols: {', '.join(unknown)}.")
     limit = conf()["MAX_SYMBOLS"]
     if len({*subscribed, *symbols}) > limit:
-        raise SymbolError("too_many_symbols", f"At most {limit} symbols per connection.")
+        raise Refused("too_many_symbols", f"At most {limit} symbols per connection.")
     return symbols
+
+
+def parse_seq(raw: str | None, *, name: str) -> int | None:
+    """Return a tick seq given as text (None stays None); Refused when it is not one."""
+    if raw is None:
+        return None
+    if not (raw.isascii() and raw.isdigit()):
+        raise Refused("invalid", f"{name} must be a tick seq (a whole number).")
+    return int(raw)
 
 
 async def snapshot(symbols: list[str]) -> dict:
@@ -118,7 +128,7 @@ class Follower:
         for symbol in symbols:
             self.symbols.pop(symbol, None)
 
-    async def resume(self, since: int, symbols: list[str] = ()) -> list[dict]:
+    async def resume(self, since: int, symbols: Iterable[str] = ()) -> list[dict]:
         """Return the ticks after `since` for the symbols (plus `symbols`), or a reset snapshot."""
         self.symbols.update(dict.fromkeys(symbols, since))
         ticks = await ticks_after(since)

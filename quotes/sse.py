@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHt
 from config.errors import error_body
 from quotes import keys
 from quotes.conf import conf
-from quotes.feed import Follower, SymbolError, validate_symbols
+from quotes.feed import Follower, Refused, parse_seq, validate_symbols
 from quotes.selectors import market
 
 
@@ -26,18 +26,17 @@ async def quote_stream(request: HttpRequest) -> HttpResponseBase:
     """Stream `?symbols=` (default: all) as text/event-stream, resuming after Last-Event-ID."""
     # An async view: each open stream waits on the event loop, holding no thread of daphne's.
     raw_symbols = request.GET.get("symbols")
-    since = request.headers.get("Last-Event-ID", request.GET.get("since"))
     try:
         symbols = validate_symbols(
             raw_symbols.split(",") if raw_symbols else list(market().opening)
         )
-        if since is not None and not (since.isdigit() and since.isascii()):
-            raise SymbolError("invalid", "Last-Event-ID (or since) must be a tick seq.")
-    except SymbolError as error:
+        since = parse_seq(
+            request.headers.get("Last-Event-ID", request.GET.get("since")),
+            name="Last-Event-ID (or since)",
+        )
+    except Refused as error:
         return JsonResponse(error_body(error.detail, error.code), status=400)
-    response = StreamingHttpResponse(
-        events(symbols, None if since is None else int(since)), content_type="text/event-stream"
-    )
+    response = StreamingHttpResponse(events(symbols, since), content_type="text/event-stream")
     response["Cache-Control"] = "no-store"  # live data: no cache may keep any of it
     response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
     return response

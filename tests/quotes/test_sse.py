@@ -89,7 +89,10 @@ def test_a_resume_past_the_kept_history_gets_a_reset_snapshot(live_server_url, q
         (
             "?symbols=ACME",
             {"Last-Event-ID": "soon"},
-            {"detail": "Last-Event-ID (or since) must be a tick seq.", "code": "invalid"},
+            {
+                "detail": "Last-Event-ID (or since) must be a tick seq (a whole number).",
+                "code": "invalid",
+            },
         ),
     ],
 )
