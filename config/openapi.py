@@ -14,9 +14,6 @@ class ErrorSerializer(serializers.Serializer):
     errors = serializers.DictField(required=False, help_text="Field errors, with code invalid.")
     retry_after = serializers.IntegerField(required=False, help_text="Seconds, with a 429.")
 
-    class Meta:
-        ref_name = "Error"
-
 
 MEANINGS = {
     400: "Invalid input, or several bearer tokens at once.",
@@ -63,6 +60,18 @@ IF_NONE_MATCH = OpenApiParameter(
 )
 NOT_MODIFIED = OpenApiResponse(None, "Your copy (If-None-Match) is current; no body.")
 
+# The same component for a schema in which no view named it (its name comes from the class).
+ERROR_COMPONENT = {
+    "type": "object",
+    "properties": {
+        "detail": {"type": "string"},
+        "code": {"type": "string"},
+        "errors": {"type": "object", "additionalProperties": {}},
+        "retry_after": {"type": "integer"},
+    },
+    "required": ["code", "detail"],
+}
+
 # Headers and answers of the gateway (gateway/), which stands in front of every API route.
 RATE_LIMIT_HEADERS = {
     "RateLimit": "The tightest policy: its name, requests left (r), seconds to a full quota (t).",
@@ -86,7 +95,7 @@ def add_gateway_responses(result: dict, generator, request, public: bool) -> dic
     token (401), several of them (400), the throttle (429 and its headers), Redis down (503).
     """
     components = result.setdefault("components", {}).setdefault("schemas", {})
-    components.setdefault("Error", ErrorSerializerSchema)
+    components.setdefault("Error", ERROR_COMPONENT)
     for path, operations in result.get("paths", {}).items():
         if not path.startswith("/api/"):
             continue
@@ -113,15 +122,3 @@ def add_gateway_responses(result: dict, generator, request, public: bool) -> dic
                 if status == "401":
                     headers["WWW-Authenticate"] = _string_header("Bearer, with the error.")
     return result
-
-
-ErrorSerializerSchema = {
-    "type": "object",
-    "properties": {
-        "detail": {"type": "string"},
-        "code": {"type": "string"},
-        "errors": {"type": "object", "additionalProperties": {}},
-        "retry_after": {"type": "integer"},
-    },
-    "required": ["code", "detail"],
-}
