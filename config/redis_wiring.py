@@ -47,10 +47,11 @@ def consumer_settings(redis_url: str, prefix: str, timeout: float) -> dict:
         },
         # The pub/sub layer: one PUBLISH per group_send, fanned out inside each server process
         # over one subscriber connection, so it needs two Redis connections per process however
-        # many clients it serves. With 500 WebSocket clients here (bench/quotes_layers.py) it
-        # took group_send from 4.9 to 1.1 ms and daphne's CPU per message from 350 to 250 us; the
-        # core layer also ran out of its pool (100, which raises) when 500 clients joined at once.
-        # Its delivery is at most once: the quotes feed fills any gap from the stored ticks.
+        # many clients it serves. With 500 WebSocket clients here (bench/quotes_layers.py) its
+        # group_send took 0.3-1.1 ms against the core layer's 3.6-7.3, and daphne's CPU per
+        # message 250-340 us against 350-520; the core layer also ran out of its pool (100, which
+        # raises) when 500 clients joined at once. Delivery is at most once: the quotes feed
+        # fills any gap from the stored ticks.
         "CHANNEL_LAYERS": {
             "default": {
                 "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
