@@ -26,14 +26,13 @@ TICKS = 120
 T0 = 1_800_000_000.0
 
 
-def start_daphne(port: int, log_path: Path) -> subprocess.Popen:
+def start_daphne(port: int, application: str, log_path: Path) -> subprocess.Popen:
     env = support.child_env(
         DJANGO_SETTINGS_MODULE="tests.quotes.wide_market_settings",
         REDIS_URL=os.environ.get("REDIS_URL", settings.REDIS_URL),
     )
-    # Without the gateway: this is about daphne and the consumer (see the README, "Live quotes").
     argv = [str(support.BIN_DIR / "daphne"), "-b", "127.0.0.1", "-p", str(port)]
-    argv += ["--access-log", os.devnull, "tests.quotes.asgi_without_gateway:application"]
+    argv += ["--access-log", os.devnull, application]
     with log_path.open("wb") as log:
         return subprocess.Popen(
             argv, cwd=support.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT
@@ -95,12 +94,25 @@ def newest_quotes(redis_client, first: int, last: int) -> list[dict]:
     return list(newest.values())
 
 
+@pytest.mark.parametrize(
+    "application",
+    [
+        pytest.param("tests.quotes.asgi_without_gateway:application", id="daphne"),
+        pytest.param(
+            "config.asgi:application",
+            id="daphne+gateway",
+            # The consumer reaches daphne's connection through `send`, and the gateway's throttle
+            # wraps `send` without functools.wraps: until it does, nothing is conflated behind it.
+            marks=pytest.mark.xfail(strict=True, reason="gateway wraps send without wraps()"),
+        ),
+    ],
+)
 def test_a_client_that_stops_reading_gets_conflated_ticks_and_delays_nobody(
-    settings, redis_client, tmp_path
+    settings, redis_client, tmp_path, application
 ):
     settings.QUOTES = wide_market_settings.QUOTES
     port = support.free_port()
-    daphne = start_daphne(port, tmp_path / "daphne.log")
+    daphne = start_daphne(port, application, tmp_path / "daphne.log")
     base_url = f"http://127.0.0.1:{port}"
     try:
         support.wait_for(
