@@ -193,6 +193,11 @@ class Throttle:
             await refuse(scope, receive, send, 429, body, headers)
             return
 
+        if scope["type"] == "websocket":
+            # A WebSocket has no response headers to label; its `send` stays the server's own.
+            await self.app(scope, receive, send)
+            return
+
         async def send_with_rate_limit(event: dict) -> None:
             if event["type"] == "http.response.start":
                 event = {**event, "headers": [*event.get("headers", []), *decision.headers]}

@@ -98,13 +98,9 @@ def newest_quotes(redis_client, first: int, last: int) -> list[dict]:
     "application",
     [
         pytest.param("tests.quotes.asgi_without_gateway:application", id="daphne"),
-        pytest.param(
-            "config.asgi:application",
-            id="daphne+gateway",
-            # The consumer reaches daphne's connection through `send`, and the gateway's throttle
-            # wraps `send` without functools.wraps: until it does, nothing is conflated behind it.
-            marks=pytest.mark.xfail(strict=True, reason="gateway wraps send without wraps()"),
-        ),
+        # The consumer reaches daphne's connection through `send`: the gateway passes a
+        # WebSocket's `send` on unwrapped.
+        pytest.param("config.asgi:application", id="daphne+gateway"),
     ],
 )
 def test_a_client_that_stops_reading_gets_conflated_ticks_and_delays_nobody(
