@@ -214,11 +214,12 @@ def run() -> int:
             child_env,
         )  # fmt: skip
         celery = [str(BIN_DIR / "celery"), "-A", "config.celery:app"]
-        processes.start("celery worker", [*celery, "worker", "--loglevel", "INFO"], child_env)
+        # WARNING: at INFO the worker and beat print a line for each tick, every second.
+        processes.start("celery worker", [*celery, "worker", "--loglevel", "WARNING"], child_env)
         # Exactly one beat: two would double every scheduled task.
         schedule = str(var_dir / "celerybeat-schedule")
         processes.start(
-            "celery beat", [*celery, "beat", "--loglevel", "INFO", "-s", schedule], child_env
+            "celery beat", [*celery, "beat", "--loglevel", "WARNING", "-s", schedule], child_env
         )
         base_url = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
         wait_until(
