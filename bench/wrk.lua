@@ -53,11 +53,31 @@ function request()
   return wrk.request()
 end
 
+-- Zipf: count each response's X-Cache as the client saw it (a request that waited for another's
+-- fill of the same entry is served from it: HIT here, though the gateway's metrics say MISS).
+seen = {}  -- global: done() reads it from each thread with thread:get
+if mode == "zipf" then
+  function response(status, headers, body)
+    local outcome = headers["x-cache"] or headers["X-Cache"] or "none"
+    seen[outcome] = (seen[outcome] or 0) + 1
+  end
+end
+
 function done(summary, latency, requests)
   local e = summary.errors
+  local totals = {}
+  for _, thread in ipairs(threads) do
+    for outcome, count in pairs(thread:get("seen") or {}) do
+      totals[outcome] = (totals[outcome] or 0) + count
+    end
+  end
+  local parts = {}
+  for outcome, count in pairs(totals) do
+    parts[#parts + 1] = string.format('"%s": %d', outcome, count)
+  end
   io.write(string.format(
     '{"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, "socket_errors": %d, ' ..
-    '"bad_status": %d}\n',
+    '"bad_status": %d, "x_cache": {%s}}\n',
     summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
-    e.connect + e.read + e.write + e.timeout, e.status))
+    e.connect + e.read + e.write + e.timeout, e.status, table.concat(parts, ", ")))
 end
