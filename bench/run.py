@@ -250,7 +250,7 @@ def wrk(
         "wrk",
         f"-t{threads}",
         f"-c{connections}",
-        f"-d{seconds}s",
+        f"-d{seconds:g}s",
         "-s",
         str(BENCH_DIR / "wrk.lua"),
     ]

@@ -72,7 +72,8 @@ def _purge(script_keys: list[str]) -> int:
     if not script_keys:
         return 0
     try:
-        return int(app_client().eval(PURGE_KEYS_SCRIPT, len(script_keys), *script_keys))
+        # EVALSHA: the script's text is sent once per Redis server, not on every purge.
+        return int(app_client().register_script(PURGE_KEYS_SCRIPT)(keys=script_keys))
     except redis.RedisError as exc:
         # Entries expire on their own; a purge that cannot reach Redis must not fail the write.
         logger.error(

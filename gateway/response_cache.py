@@ -25,7 +25,7 @@ from gateway.conf import gateway_setting
 from gateway.http import Headers, cache_directives, header, lower_names, seconds, without
 from gateway.metrics import recorder
 from gateway.purge import PURGE_KEYS_SCRIPT
-from gateway.redis_client import async_redis
+from gateway.redis_client import Script, async_redis
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +66,8 @@ local entry = redis.call('GET', entry_key)
 if not entry then return {'miss', entry_key} end
 return {'hit', entry_key, entry}
 """
+RUN_LOOKUP = Script(LOOKUP)
+RUN_PURGE_KEYS = Script(PURGE_KEYS_SCRIPT)
 
 
 def variant_key(url: str, vary: list[str], request_headers: Headers) -> str:
@@ -288,9 +290,7 @@ class ResponseCache:
         argv = [f"{keys.cache_base(url)}:entry"]
         for name, value in request_headers:
             argv += [name, value]
-        result = await async_redis().eval(
-            LOOKUP, 2, keys.cache_vary(url), keys.cache_pass(url), *argv
-        )
+        result = await RUN_LOOKUP([keys.cache_vary(url), keys.cache_pass(url)], argv)
         found = result[0].decode()
         entry_key = result[1].decode() if len(result) > 1 else None
         entry = Entry.unpack(result[2]) if found == "hit" else None
@@ -523,4 +523,4 @@ class ResponseCache:
 async def purge_urls_async(urls: list[str]) -> None:
     """Drop every stored variant of these URLs (the async twin of gateway.purge.urls)."""
     script_keys = [key for url in urls for key in (keys.cache_variants(url), keys.cache_vary(url))]
-    await async_redis().eval(PURGE_KEYS_SCRIPT, len(script_keys), *script_keys)
+    await RUN_PURGE_KEYS(script_keys)

@@ -21,7 +21,7 @@ from gateway.auth import CLAIMS_KEY
 from gateway.conf import Rate, gateway_setting
 from gateway.http import header, send_json
 from gateway.metrics import recorder
-from gateway.redis_client import async_redis
+from gateway.redis_client import Script
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +60,7 @@ for i = 1, #KEYS do
 end
 return result
 """
+RUN_GCRA = Script(GCRA)
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,7 @@ async def decide(policies: list[Policy]) -> Decision:
     """Charge the request to every policy at once, in one Redis round trip."""
     arguments = [number for p in policies for number in (p.rate.period * 1000, p.rate.limit)]
     script_keys = [keys.throttle(p.name, p.identity) for p in policies]
-    result = await async_redis().eval(GCRA, len(script_keys), *script_keys, *arguments)
+    result = await RUN_GCRA(script_keys, arguments)
     admitted, retry_after_ms, *counts = (int(value) for value in result)
     exhausted = next(
         (p.name for p, left in zip(policies, counts[0::2], strict=True) if left == 0), None

@@ -10,7 +10,7 @@ import redis.asyncio
 from django.conf import settings as django_settings
 
 from gateway.conf import DEFAULT_RATES, Rate, reset
-from gateway.throttling import GCRA
+from gateway.throttling import GCRA, RUN_GCRA
 from tests.support import BASE_DIR, child_env
 
 
@@ -191,15 +191,28 @@ def test_two_processes_together_admit_exactly_the_limit(redis_client):
 
 def test_a_request_under_several_policies_costs_one_redis_call(asgi, rates, monkeypatch):
     rates(anon="100/min", write="10/min", auth="5/min")
-    calls = []
-    real_eval = redis.asyncio.Redis.eval
+    asgi.post("/api/v1/auth/token/", json={})  # given: this Redis has seen the script once
+    commands = []
+    real_execute = redis.asyncio.Redis.execute_command
 
-    async def counting_eval(self, script, *args):
-        calls.append(script)
-        return await real_eval(self, script, *args)
+    async def recording_execute(self, *args, **options):
+        commands.append(args)
+        return await real_execute(self, *args, **options)
 
-    monkeypatch.setattr(redis.asyncio.Redis, "eval", counting_eval)
+    monkeypatch.setattr(redis.asyncio.Redis, "execute_command", recording_execute)
 
     asgi.post("/api/v1/auth/token/", json={})
 
-    assert calls.count(GCRA) == 1
+    # Whatever command carries it (EVAL with the text, EVALSHA with its SHA1): one, once.
+    throttle_calls = [c for c in commands if RUN_GCRA.sha in c[1:2] or GCRA in c[1:2]]
+    assert [c[0].upper() for c in throttle_calls] == ["EVALSHA"]
+
+
+def test_a_redis_without_the_script_still_throttles_and_then_has_it(asgi, rates, redis_client):
+    rates(anon="2/min")
+    redis_client.script_flush()
+
+    responses = [asgi.get("/api/v1/no-such-thing/") for _ in range(3)]
+
+    assert [r.status_code for r in responses] == [404, 404, 429]
+    assert redis_client.script_exists(RUN_GCRA.sha) == [True]
