@@ -85,5 +85,5 @@ def products_reprice(*, category_slug: str, percent: Decimal) -> list[int]:
         version=F("version") + 1,
         updated_at=timezone.now(),
     )
-    invalidate_products_after_commit(product_ids, category_slugs=[category_slug])
+    invalidate_products_after_commit(product_ids)
     return product_ids
