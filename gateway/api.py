@@ -18,6 +18,10 @@ from gateway import purge, stats
 class StringField(serializers.CharField):
     """A string, and only a string: DRF's CharField would accept 1 as "1"."""
 
+    def __init__(self, **kwargs) -> None:
+        # A tag or path is taken as sent: trimming would pass a value longer than max_length.
+        super().__init__(trim_whitespace=False, **kwargs)
+
     def to_internal_value(self, data: object) -> str:
         if not isinstance(data, str):
             self.fail("invalid")

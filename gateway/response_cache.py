@@ -335,6 +335,7 @@ class ResponseCache:
             pause = min(pause * 2, 0.05)
             found, _, entry = await self._lookup(url, scope["headers"])
             if entry is not None:
+                recorder(scope).cache_outcome("HIT")  # served from the entry another request filled
                 await self._serve(send, scope, entry, entry.age(self.clock()), "HIT")
                 return
             if found == "pass" or not await client.exists(keys.cache_fill_lock(url)):

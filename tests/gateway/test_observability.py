@@ -192,3 +192,15 @@ def test_purges_reach_the_configured_edge_caches(settings):
         ("BAN", "/", "product:7|products"),
         ("PURGE", "/api/v1/products/7/", None),
     ]
+
+
+def test_a_purge_tag_longer_than_the_limit_is_refused_even_with_surrounding_space(
+    asgi, staff_token
+):
+    response = asgi.post(
+        "/api/v1/gateway/purge/",
+        json={"tags": ["\n" + "t" * 200]},
+        headers={"Authorization": f"Bearer {staff_token}"},
+    )
+
+    assert response.status_code == 400

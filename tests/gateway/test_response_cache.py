@@ -322,3 +322,14 @@ async def test_the_purge_command_drops_everything(cache, origin):
 
     assert (await get(cache, "/one")).headers["x-cache"] == "MISS"
     assert (await get(cache, "/two")).headers["x-cache"] == "MISS"
+
+
+async def test_requests_served_by_another_ones_fill_are_counted_as_hits(origin):
+    from gateway.asgi import Gateway
+    from gateway.stats import totals
+
+    origin.delay = 0.2
+    async with client_for(Gateway(origin)) as client:
+        await asyncio.gather(*(client.get("/collapsed") for _ in range(10)))
+
+    assert totals()["routes"]["unmatched"]["cache"] == {"MISS": 1, "HIT": 9}
