@@ -11,9 +11,11 @@ default), configured from deploy/nginx.conf. tests/system/ builds the same topol
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -39,13 +41,14 @@ def nginx_binary() -> str | None:
     )
 
 
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def free_ports(count: int) -> list[int]:
+    """Return `count` distinct TCP ports on 127.0.0.1 that nothing listens on right now."""
+    # Held open together: ports asked for one at a time can come back twice.
+    with contextlib.ExitStack() as held:
+        sockets = [held.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
 
 
 def render_nginx_conf(
@@ -150,9 +153,8 @@ def start(
     if binary is None:
         raise SystemExit("[cluster] nginx is not installed: apt-get install nginx")
     run_dir.mkdir(parents=True, exist_ok=True)
-    port = port or free_port()
-    purge_port = free_port()
-    app_ports = [free_port() for _ in range(instances)]
+    chosen, purge_port, *app_ports = free_ports(2 + instances)
+    port = port or chosen
     cluster = Cluster(
         processes=processes,
         run_dir=run_dir,
