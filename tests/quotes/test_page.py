@@ -10,15 +10,9 @@ import pytest
 
 from config.redis_wiring import app_client
 from quotes import keys, services
+from tests import support
 
 T0 = 1_800_000_000.0
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--no-first-run",
-]
 
 
 def test_the_page_lists_every_symbol_and_loads_its_own_script(quotes_settings, asgi):
@@ -37,7 +31,9 @@ def page(live_server_url) -> Iterator:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(
+            executable_path=support.CHROMIUM, args=support.CHROMIUM_ARGS
+        )
         page = browser.new_page(base_url=live_server_url)
         page.set_default_timeout(10_000)
         yield page

@@ -10,18 +10,8 @@ import httpx
 import pytest
 
 from catalog.models import Category, Product
+from tests import support
 from tests.sessions_demo.conftest import PASSWORD, make_user
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-# Debian's browser, never a downloaded one; quiet flags, since this machine's network is closed.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 pytestmark = [
     pytest.mark.system,
@@ -48,7 +38,9 @@ def page(live_server_url) -> Iterator:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(
+            executable_path=support.CHROMIUM, args=support.CHROMIUM_ARGS
+        )
         page = browser.new_page(base_url=live_server_url)
         page.set_default_timeout(10_000)
         yield page

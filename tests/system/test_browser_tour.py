@@ -15,16 +15,6 @@ from tests import support
 from tests.system.conftest import PASSWORD
 
 ARTIFACTS = support.BASE_DIR / "var" / "artifacts" / "browser"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-# Debian's browser, never a downloaded one; quiet flags, since this machine's network is closed.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 pytestmark = [
     pytest.mark.system,
@@ -41,7 +31,7 @@ def page(cluster) -> Iterator:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+            executable_path=support.CHROMIUM, headless=True, args=support.CHROMIUM_ARGS
         )
         page = browser.new_page(base_url=cluster.base_url)
         page.set_default_timeout(10_000)
