@@ -18,7 +18,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -233,20 +232,12 @@ def main(argv: list[str]) -> int:
             instances=instances,
             port=port,
         )
-        banner = [
-            "",
+        urls = [
             f"Stateless & Cacheable: {instances} instances behind nginx at {cluster.base_url}/",
             *(f"  instance {i}  http://127.0.0.1:{p}/" for i, p in enumerate(cluster.app_ports)),
             f"  nginx logs  {cluster.run_dir}/access.log, purge.log, error.log",
         ]
-        if accounts.strip():
-            banner += ["Demo accounts (DEBUG only):", accounts.rstrip()]
-        banner += ["Press Ctrl-C to stop everything.", ""]
-        print("\n".join(banner), flush=True)
-        while not (exited := processes.first_exited()):
-            time.sleep(0.5)
-        dev.say(f"{exited[0]} exited with status {exited[1]}; stopping the rest")
-        return 1
+        return dev.serve_until_a_child_exits(processes, urls, accounts)
     except dev.Stop as stop:
         dev.say(f"{stop} received; stopping")
         return 0

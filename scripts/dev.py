@@ -187,6 +187,19 @@ def http_ok(url: str) -> bool:
         return False
 
 
+def serve_until_a_child_exits(processes: Processes, urls: list[str], accounts: str) -> int:
+    """Print where to go and the demo accounts, then wait; a child that exits stops the rest."""
+    banner = ["", *urls]
+    if accounts.strip():
+        banner += ["Demo accounts (DEBUG only):", accounts.rstrip()]
+    banner += ["Press Ctrl-C to stop everything.", ""]
+    print("\n".join(banner), flush=True)
+    while not (exited := processes.first_exited()):
+        time.sleep(0.5)
+    say(f"{exited[0]} exited with status {exited[1]}; stopping the rest")
+    return 1
+
+
 def run() -> int:
     """Set up the database and start Redis (if needed), daphne, a Celery worker and one beat."""
     host = env.string("HOST", "127.0.0.1")
@@ -225,21 +238,13 @@ def run() -> int:
         wait_until(
             lambda: http_ok(f"{base_url}/healthz"), timeout=60, what="daphne", processes=processes
         )
-        banner = [
-            "",
+        urls = [
             f"Stateless & Cacheable is running at {base_url}/",
             f"  API docs   {base_url}/api/docs/",
             f"  admin      {base_url}/admin/",
             f"  readiness  {base_url}/readyz",
         ]
-        if accounts.strip():
-            banner += ["Demo accounts (DEBUG only):", accounts.rstrip()]
-        banner += ["Press Ctrl-C to stop everything.", ""]
-        print("\n".join(banner), flush=True)
-        while not (exited := processes.first_exited()):
-            time.sleep(0.5)
-        say(f"{exited[0]} exited with status {exited[1]}; stopping the rest")
-        return 1
+        return serve_until_a_child_exits(processes, urls, accounts)
     except Stop as stop:
         say(f"{stop} received; stopping")
         return 0
