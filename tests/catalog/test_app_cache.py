@@ -128,3 +128,18 @@ def test_a_deleted_product_is_gone_from_the_cache(product, django_capture_on_com
 
     with pytest.raises(selectors.ProductNotFound):
         selectors.product_get(product_id=product.id)
+
+
+@pytest.mark.django_db
+def test_past_the_gateway_an_app_cache_hit_reads_no_database_row(
+    asgi, product, django_assert_num_queries
+):
+    url = f"/api/v1/products/{product.id}/"
+    asgi.get(url)  # fills both caches
+    bypass_the_gateway = {"Cache-Control": "no-store"}
+
+    with django_assert_num_queries(0):
+        response = asgi.get(url, headers=bypass_the_gateway)
+
+    assert response.headers["x-cache"] == "BYPASS"  # Django answered, from the app cache
+    assert response.json()["sku"] == "SKU-SHOE-1"
