@@ -211,14 +211,7 @@ def main(argv: list[str]) -> int:
     for signum in dev.STOP_SIGNALS:
         dev.signal.signal(signum, dev.raise_stop)
     port = env.integer("PORT", 8000, minimum=1, maximum=65535)
-    var_dir = Path(env.string("VAR_DIR", str(BASE_DIR / "var")))
-    var_dir.mkdir(parents=True, exist_ok=True)
-    child_env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "config.settings.local"),
-        "VAR_DIR": str(var_dir),
-        "PYTHONUNBUFFERED": "1",
-    }
+    var_dir, child_env = dev.demo_environment()
     processes = dev.Processes()
     try:
         child_env["REDIS_URL"] = dev.configured_redis(processes, var_dir / "redis")

@@ -200,10 +200,8 @@ def serve_until_a_child_exits(processes: Processes, urls: list[str], accounts: s
     return 1
 
 
-def run() -> int:
-    """Set up the database and start Redis (if needed), daphne, a Celery worker and one beat."""
-    host = env.string("HOST", "127.0.0.1")
-    port = env.integer("PORT", 8000, minimum=1, maximum=65535)
+def demo_environment() -> tuple[Path, dict[str, str]]:
+    """Return the runtime folder (created) and the environment of every process a demo starts."""
     var_dir = Path(env.string("VAR_DIR", str(BASE_DIR / "var")))
     var_dir.mkdir(parents=True, exist_ok=True)
     child_env = {
@@ -212,6 +210,14 @@ def run() -> int:
         "VAR_DIR": str(var_dir),
         "PYTHONUNBUFFERED": "1",
     }
+    return var_dir, child_env
+
+
+def run() -> int:
+    """Set up the database and start Redis (if needed), daphne, a Celery worker and one beat."""
+    host = env.string("HOST", "127.0.0.1")
+    port = env.integer("PORT", 8000, minimum=1, maximum=65535)
+    var_dir, child_env = demo_environment()
     processes = Processes()
     try:
         child_env["REDIS_URL"] = configured_redis(processes, var_dir / "redis")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -88,3 +89,13 @@ def stop(process: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+async def next_ticks(socket, count: int, *, after: int) -> list[dict]:
+    """Read quote messages until `count` ticks after seq `after` arrived; return those ticks."""
+    ticks: list[dict] = []
+    while len(ticks) < count:
+        message = json.loads(await socket.recv())
+        if message["type"] == "tick" and message["seq"] > after:
+            ticks.append(message)
+    return ticks

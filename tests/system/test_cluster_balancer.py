@@ -118,15 +118,6 @@ def test_the_throttle_admits_exactly_the_configured_number_across_both_instances
     assert answers[-1].json()["code"] == "throttled"
 
 
-async def ticks_after(socket, after: int, count: int) -> list[dict]:
-    ticks: list[dict] = []
-    while len(ticks) < count:
-        message = json.loads(await socket.recv())
-        if message["type"] == "tick" and message["seq"] > after:
-            ticks.append(message)
-    return ticks
-
-
 def test_websocket_clients_on_both_instances_get_the_same_ticks_in_order(cluster):
     ws_url = cluster.base_url.replace("http://", "ws://") + "/ws/quotes/?symbols=ACME,BOLT"
 
@@ -138,7 +129,10 @@ def test_websocket_clients_on_both_instances_get_the_same_ticks_in_order(cluster
             snapshots = [json.loads(await one.recv()), json.loads(await two.recv())]
             start = max(snapshot["seq"] for snapshot in snapshots)
             ticks = await asyncio.wait_for(
-                asyncio.gather(ticks_after(one, start, 3), ticks_after(two, start, 3)), timeout=15
+                asyncio.gather(
+                    support.next_ticks(one, 3, after=start), support.next_ticks(two, 3, after=start)
+                ),
+                timeout=15,
             )
             hosts = [one.response.headers["x-upstream"], two.response.headers["x-upstream"]]
         return start, hosts, ticks

@@ -92,22 +92,12 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[Stac
         client.close()
 
 
-async def next_ticks(socket, count: int, *, after: int) -> list[dict]:
-    """Read messages until `count` ticks after seq `after` arrived; return those ticks."""
-    ticks: list[dict] = []
-    while len(ticks) < count:
-        message = json.loads(await socket.recv())
-        if message["type"] == "tick" and message["seq"] > after:
-            ticks.append(message)
-    return ticks
-
-
 def test_a_client_gets_three_consecutive_ticks_within_five_seconds(stack):
     async def scenario():
         async with stack.socket("?symbols=ACME") as socket:
             snapshot = json.loads(await socket.recv())
             # The deadline is the issue's: three ticks, no gap, within five seconds.
-            ticks = await asyncio.wait_for(next_ticks(socket, 3, after=0), timeout=5)
+            ticks = await asyncio.wait_for(support.next_ticks(socket, 3, after=0), timeout=5)
         return snapshot, ticks
 
     snapshot, ticks = asyncio.run(scenario())
@@ -125,13 +115,13 @@ def test_a_reconnect_with_since_gets_exactly_the_missed_ticks(stack):
     async def scenario():
         async with stack.socket("?symbols=ACME,BOLT") as socket:
             await socket.recv()  # snapshot
-            (last_seen,) = await next_ticks(socket, 1, after=0)
+            (last_seen,) = await support.next_ticks(socket, 1, after=0)
         seen = last_seen["seq"]
         await asyncio.to_thread(
             support.wait_for, lambda: stack.seq() >= seen + 2, timeout=10, what="two more ticks"
         )
         async with stack.socket(f"?symbols=ACME,BOLT&since={seen}") as socket:
-            resumed = await asyncio.wait_for(next_ticks(socket, 3, after=0), timeout=10)
+            resumed = await asyncio.wait_for(support.next_ticks(socket, 3, after=0), timeout=10)
         return seen, resumed
 
     seen, resumed = asyncio.run(scenario())
@@ -164,7 +154,9 @@ def test_500_clients_connecting_at_once_all_join_and_get_the_same_ticks(stack):
             received = await asyncio.wait_for(
                 asyncio.gather(
                     *(
-                        next_ticks(socket, newest + 3 - snapshot["seq"], after=snapshot["seq"])
+                        support.next_ticks(
+                            socket, newest + 3 - snapshot["seq"], after=snapshot["seq"]
+                        )
                         for socket, snapshot in joined
                     )
                 ),
