@@ -102,8 +102,11 @@ async def main(args: argparse.Namespace) -> dict:
     failed = sum(task.done() for task in tasks)
     tally.recording = True
     print("RECORDING", flush=True)  # bench/run.py samples the server's CPU from here
+    cpu_before, recording_started = time.process_time(), time.perf_counter()
     await asyncio.sleep(args.seconds)
     tally.recording = False
+    # This process shares the cores with the server: its own load is part of every delay.
+    client_cpu = (time.process_time() - cpu_before) / (time.perf_counter() - recording_started)
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -116,6 +119,7 @@ async def main(args: argparse.Namespace) -> dict:
         "delay_p50_ms": round(statistics.median(tally.delays), 1) if tally.delays else None,
         "delay_p99_ms": round(percentile(tally.delays, 0.99), 1) if tally.delays else None,
         "gaps": tally.gaps,
+        "client_cpu_percent": round(client_cpu * 100, 1),
     }
 
 

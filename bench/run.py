@@ -683,13 +683,15 @@ def report(results: dict) -> str:
                   json.dumps(z, indent=2), "```"]  # fmt: skip
     if results.get("fanout"):
         lines += ["", "## Fan-out (beat + worker tick once a second)", "",
-                  "| kind | clients | connected | p50 ms | p99 ms | gaps | server CPU | RSS |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+                  "| kind | clients | connected | p50 ms | p99 ms | gaps | server CPU | RSS "
+                  "| client CPU |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
         for row in results["fanout"]:
             lines.append(
                 f"| {row['kind']} | {row['clients']:,} | {row['connected']:,} | "
                 f"{row['delay_p50_ms']} | {row['delay_p99_ms']} | {row['gaps']} | "
-                f"{row['server_cpu_percent']}% | {row['server_rss_mb']} MB |"
+                f"{row['server_cpu_percent']}% | {row['server_rss_mb']} MB | "
+                f"{row['client_cpu_percent']}% |"
             )
     lines += ["", "## Goals", "", "| goal | met | figure |", "|---|---|---|"]
     for goal, met, figure in results["goals"]:
@@ -770,6 +772,12 @@ def main() -> int:
     parser.add_argument("--servers", default=",".join(ASGI_SERVERS))
     parser.add_argument("--zipf-seconds", type=float, default=20, help="its measured window")
     parser.add_argument(
+        "--fanout-sizes", default=None,
+        help="WebSocket clients of each fan-out run, comma-separated (default 100,1000,5000; "
+        "--quick 100,1000); sse:N for SSE streams (default sse:1000)",
+    )  # fmt: skip
+    parser.add_argument("--fanout-rounds", type=int, default=1, help="repeat each fan-out run")
+    parser.add_argument(
         "--only", default="core,extra,zipf,fanout",
         help="scenarios, comma-separated: core, extra, zipf, fanout; or hot (HIT and 304 beside "
         "nginx on the first of --servers, for a quick before/after)",
@@ -839,14 +847,15 @@ def main() -> int:
             results["zipf"] = zipf_workload(bench, main_server, args.zipf_seconds)
         if "fanout" in only:
             results["fanout"] = []
-            sizes = (100, 1000) if args.quick else (100, 1000, 5000)
-            for clients in sizes:
-                say(f"fan-out: {clients} WebSockets")
-                row = fanout(world, main_server, urls[main_server], clients, 10, sse=False)
-                results["fanout"].append({"kind": "websocket", **row})
-            say("fan-out: 1000 SSE streams")
-            row = fanout(world, main_server, urls[main_server], 1000, 10, sse=True)
-            results["fanout"].append({"kind": "sse", **row})
+            default_sizes = "100,1000,sse:1000" if args.quick else "100,1000,5000,sse:1000"
+            for size in (args.fanout_sizes or default_sizes).split(","):
+                sse = size.startswith("sse:")
+                clients = int(size.removeprefix("sse:"))
+                for number in range(args.fanout_rounds):
+                    kind = "sse" if sse else "websocket"
+                    say(f"fan-out: {clients} {kind} clients, run {number + 1}")
+                    row = fanout(world, main_server, urls[main_server], clients, 10, sse=sse)
+                    results["fanout"].append({"kind": kind, **row})
         results["goals"] = goals(results)
     except dev.Stop as stop:
         say(f"{stop} received; stopping")
