@@ -116,17 +116,13 @@ class MetricsBuffer:
             return
         self.totals, self.duration_sums, self.seconds = Counter(), Counter(), {}
         retention = gateway_setting("METRICS_RETENTION_SECONDS")
-        pipeline = async_redis().pipeline(transaction=False)
-        for field, amount in totals.items():
-            pipeline.hincrby(keys.metrics_totals(), field, amount)
-        for field, amount in sums.items():
-            pipeline.hincrbyfloat(keys.metrics_totals(), field, amount)
+        commands = [("HINCRBY", keys.metrics_totals(), f, n) for f, n in totals.items()]
+        commands += [("HINCRBYFLOAT", keys.metrics_totals(), f, n) for f, n in sums.items()]
         for second, counts in seconds.items():
-            for field, amount in counts.items():
-                pipeline.hincrby(keys.metrics_second(second), field, amount)
-            pipeline.expire(keys.metrics_second(second), retention)
+            commands += [("HINCRBY", keys.metrics_second(second), f, n) for f, n in counts.items()]
+            commands.append(("EXPIRE", keys.metrics_second(second), retention))
         try:
-            await pipeline.execute()
+            await async_redis().execute_many(commands)
         except redis.RedisError as exc:
             logger.warning("dropped a second of gateway metrics: %s", exc)
 

@@ -1,10 +1,10 @@
-"""The gateway's async Redis clients: one of each per event loop, since a connection is its loop's.
+"""The gateway's Redis client: one pipelined connection per event loop (a connection is its loop's).
 
-`async_redis()` is redis-py's client, for everything off the hot path (stores, locks, purges,
-metrics). `hot_redis()` runs the scripts every request pays for (the throttle, the cache lookup):
-one connection per loop, every caller's command written at once and the replies matched in order
-(pipelining), parsed by hiredis. redis-py's asyncio client spent ~100 µs of CPU per call here, most
-of a cache HIT, on its pool, retries, timeouts and observability (docs/performance.md).
+Every task of a loop writes its commands to the same connection without waiting for the replies
+to anyone else's (pipelining); the commands sent in one turn of the loop leave in one write, and
+hiredis parses the replies. redis-py's asyncio client spent ~100 µs of CPU per call here, more
+than the rest of a cache HIT, on its connection pool, retries, timeouts and observability
+(docs/performance.md); this one spends a few.
 """
 
 from __future__ import annotations
@@ -25,36 +25,17 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-# Enough for every request in flight on one instance; past it, callers wait instead of failing.
-MAX_CONNECTIONS = 256
+Argument = str | bytes | int | float
 
 _clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_hot_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def async_redis() -> redis.asyncio.Redis:
+def async_redis() -> PipelinedRedis:
     """Return this event loop's client of the project's Redis (short timeouts: never a hang)."""
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
     if client is None:
-        pool = redis.asyncio.BlockingConnectionPool.from_url(
-            settings.REDIS_URL,
-            max_connections=MAX_CONNECTIONS,
-            timeout=settings.REDIS_TIMEOUT,
-            socket_connect_timeout=settings.REDIS_TIMEOUT,
-            socket_timeout=settings.REDIS_TIMEOUT,
-        )
-        client = redis.asyncio.Redis(connection_pool=pool)
-        _clients[loop] = client
-    return client
-
-
-def hot_redis() -> PipelinedRedis:
-    """Return this event loop's pipelined connection to the project's Redis."""
-    loop = asyncio.get_running_loop()
-    client = _hot_clients.get(loop)
-    if client is None:
-        client = _hot_clients[loop] = PipelinedRedis(settings.REDIS_URL, settings.REDIS_TIMEOUT)
+        client = _clients[loop] = PipelinedRedis(settings.REDIS_URL, settings.REDIS_TIMEOUT)
     return client
 
 
@@ -156,12 +137,39 @@ class PipelinedRedis:
         self.protocol: _RespProtocol | None = None
         self.connecting = asyncio.Lock()
 
-    async def execute(self, *args: str | bytes | int) -> object:
+    async def execute(self, *args: Argument) -> object:
         """Send one command and return its reply."""
+        protocol = await self._connection()
+        return await protocol.send(hiredis.pack_command(args))
+
+    async def execute_many(self, commands: Sequence[Sequence[Argument]]) -> list[object]:
+        """Send commands back to back, in one write; return their replies, in order.
+
+        Raises the first error reply, after every reply has come back.
+        """
+        protocol = await self._connection()
+        futures = [protocol.send(hiredis.pack_command(tuple(command))) for command in commands]
+        replies = await asyncio.gather(*futures, return_exceptions=True)
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                raise reply
+        return replies
+
+    async def transaction(self, commands: Sequence[Sequence[Argument]]) -> list[object]:
+        """Run commands in MULTI/EXEC: all or none, and no other client's command in between."""
+        # Sent together and without a pause, no other task's command can land inside the MULTI.
+        replies = await self.execute_many([("MULTI",), *commands, ("EXEC",)])
+        results = replies[-1]
+        for result in results:
+            if isinstance(result, ResponseError):
+                raise _reply_error(result)
+        return results
+
+    async def _connection(self) -> _RespProtocol:
         protocol = self.protocol
         if protocol is None or not protocol.open:
             protocol = await self._connect()
-        return await protocol.send(hiredis.pack_command(args))
+        return protocol
 
     async def _connect(self) -> _RespProtocol:
         async with self.connecting:  # many requests find no connection at once: open one
@@ -216,16 +224,16 @@ class PipelinedRedis:
 class Script:
     """A Lua script run by its SHA1 (EVALSHA): its text is sent only when Redis lacks it."""
 
-    # redis-py's AsyncScript binds one client when created, and ours are one per event loop; its
-    # NOSCRIPT path is also SCRIPT LOAD plus EVALSHA (two more round trips) where EVAL is one.
+    # redis-py's AsyncScript needs redis-py's client; its NOSCRIPT path is also SCRIPT LOAD plus
+    # EVALSHA (two more round trips) where EVAL is one.
 
     def __init__(self, text: str) -> None:
         self.text = text
         self.sha = hashlib.sha1(text.encode()).hexdigest()
 
-    async def __call__(self, keys: Sequence[str], args: Sequence[str | bytes | int] = ()) -> object:
+    async def __call__(self, keys: Sequence[str], args: Sequence[Argument] = ()) -> object:
         """Run it on this loop's client, in one round trip (two the first time a server sees it)."""
-        client = hot_redis()
+        client = async_redis()
         try:
             return await client.execute("EVALSHA", self.sha, len(keys), *keys, *args)
         except NoScriptError:

@@ -166,6 +166,8 @@ def client_has_it(request_headers: Headers, response_headers: Headers) -> bool:
     if if_none_match is not None:
         if etag is None:
             return False
+        if if_none_match == etag:
+            return True  # what a revalidating client sends; parsing the list cost more than a HIT
         weak = lambda tag: tag.removeprefix("W/")  # noqa: E731 - If-None-Match compares weakly
         tags = parse_etags(if_none_match.decode("latin-1"))
         return "*" in tags or weak(etag.decode("latin-1")) in {weak(tag) for tag in tags}
@@ -322,11 +324,11 @@ class ResponseCache:
         """Let one request per URL fill the entry; the others wait for it, then read it."""
         client = async_redis()
         token = uuid.uuid4().hex
-        if await client.set(keys.cache_fill_lock(url), token, nx=True, px=FILL_LOCK_MS):
+        if await client.execute("SET", keys.cache_fill_lock(url), token, "NX", "PX", FILL_LOCK_MS):
             try:
                 await self._fetch_and_store(scope, receive, send, url, outcome="MISS")
             finally:
-                await client.delete(keys.cache_fill_lock(url))
+                await client.execute("DEL", keys.cache_fill_lock(url))
             return
         deadline = self.clock() + gateway_setting("COLLAPSE_WAIT_SECONDS")
         pause = 0.005
@@ -338,7 +340,7 @@ class ResponseCache:
                 recorder(scope).cache_outcome("HIT")  # served from the entry another request filled
                 await self._serve(send, scope, entry, entry.age(self.clock()), "HIT")
                 return
-            if found == "pass" or not await client.exists(keys.cache_fill_lock(url)):
+            if found == "pass" or not await client.execute("EXISTS", keys.cache_fill_lock(url)):
                 break  # the filler's response was not storable: fetch our own
         await self._fetch_and_store(scope, receive, send, url, outcome="MISS")
 
@@ -442,18 +444,15 @@ class ResponseCache:
     async def _may_revalidate(self, entry_key: str) -> bool:
         """Let a client's no-cache through to Django at most once per entry per interval."""
         interval_ms = int(gateway_setting("CLIENT_REVALIDATE_INTERVAL") * 1000)
-        return bool(
-            await async_redis().set(keys.cache_refresh_lock(entry_key), 1, nx=True, px=interval_ms)
-        )
+        lock = keys.cache_refresh_lock(entry_key)
+        return bool(await async_redis().execute("SET", lock, 1, "NX", "PX", interval_ms))
 
     def _refresh_in_background(self, scope: Scope, url: str, entry_key: str) -> None:
         """stale-while-revalidate: one refresh per entry, after the stale copy has been sent."""
 
         async def refresh() -> None:
-            client = async_redis()
-            if not await client.set(
-                keys.cache_refresh_lock(entry_key), 1, nx=True, ex=REFRESH_LOCK_SECONDS
-            ):
+            lock = keys.cache_refresh_lock(entry_key)
+            if not await async_redis().execute("SET", lock, 1, "NX", "EX", REFRESH_LOCK_SECONDS):
                 return
             captured = await self._fetch(scope, quiet_receive(), None)
             await self._store(url, scope["headers"], captured)
@@ -473,7 +472,7 @@ class ResponseCache:
         try:
             if stored is None:
                 if captured.complete and captured.status not in SERVER_ERRORS:
-                    await client.set(keys.cache_pass(url), 1, ex=PASS_SECONDS)
+                    await client.execute("SET", keys.cache_pass(url), 1, "EX", PASS_SECONDS)
                 return
             entry, vary, tags = stored
             entry_key = variant_key(url, vary, request_headers)
@@ -483,16 +482,19 @@ class ResponseCache:
             )
             if ttl <= 0:
                 return
-            pipeline = client.pipeline(transaction=True)
-            pipeline.set(entry_key, entry.pack(), ex=ttl)
-            pipeline.set(keys.cache_vary(url), json.dumps(vary), ex=max_ttl)
-            pipeline.sadd(keys.cache_variants(url), entry_key)
-            pipeline.expire(keys.cache_variants(url), max_ttl)
-            pipeline.delete(keys.cache_pass(url))
+            commands = [
+                ("SET", entry_key, entry.pack(), "EX", ttl),
+                ("SET", keys.cache_vary(url), json.dumps(vary), "EX", max_ttl),
+                ("SADD", keys.cache_variants(url), entry_key),
+                ("EXPIRE", keys.cache_variants(url), max_ttl),
+                ("DEL", keys.cache_pass(url)),
+            ]
             for tag in tags:
-                pipeline.sadd(keys.cache_tag(tag), entry_key)
-                pipeline.expire(keys.cache_tag(tag), max_ttl)
-            await pipeline.execute()
+                commands += [
+                    ("SADD", keys.cache_tag(tag), entry_key),
+                    ("EXPIRE", keys.cache_tag(tag), max_ttl),
+                ]
+            await client.transaction(commands)
         except redis.RedisError as exc:
             logger.warning("could not store %s in the response cache: %s", url, exc)
 

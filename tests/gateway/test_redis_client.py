@@ -135,3 +135,35 @@ async def test_a_password_and_a_database_from_the_url_are_used(redis_with_passwo
         wrong.close()
 
     assert b" db=3 " in listed
+
+
+@pytest.mark.asyncio
+async def test_a_transaction_is_not_split_by_other_tasks_commands(client):
+    await client.execute("SET", "pipelined:count", 0)
+
+    async def increment_twice_in_a_transaction() -> list[object]:
+        return await client.transaction([("INCR", "pipelined:count"), ("INCR", "pipelined:count")])
+
+    async def read_between() -> object:
+        return await client.execute("GET", "pipelined:count")
+
+    results = await asyncio.gather(*[
+        job() for _ in range(50) for job in (increment_twice_in_a_transaction, read_between)
+    ])  # fmt: skip
+
+    # Each transaction's two increments are adjacent, so no read ever sees an odd count.
+    assert [r for r in results if isinstance(r, list)] == [
+        [2 * n + 1, 2 * n + 2] for n in range(50)
+    ]
+    assert all(int(r) % 2 == 0 for r in results if not isinstance(r, list))
+
+
+@pytest.mark.asyncio
+async def test_an_error_inside_a_transaction_is_raised(client):
+    await client.execute("SET", "pipelined:text", "x")
+
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        await client.transaction([("SADD", "pipelined:text", "a"), ("SET", "pipelined:ok", 1)])
+
+    # MULTI/EXEC is not a rollback: the other command ran, as in Redis.
+    assert await client.execute("GET", "pipelined:ok") == b"1"
