@@ -10,6 +10,7 @@ snapshot flagged `reset`, so a client can always tell whether it missed anything
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import weakref
 from collections.abc import Iterable
@@ -91,17 +92,57 @@ async def snapshot(symbols: list[str]) -> dict:
     return latest_view(market(), meta, latest, symbols)
 
 
-async def ticks_after(since: int, until: int | None = None) -> list[dict] | None:
-    """Return the ticks after `since` (up to `until`, default the last), or None if not all kept."""
+async def ticks_after(since: int, until: int | None = None) -> list[str] | None:
+    """Return the ticks after `since` (up to `until`, default the last) as stored, as JSON.
+
+    None when they are not all kept.
+    """
     async with redis_client().pipeline() as pipe:
         pipe.hget(keys.meta(), "seq")
         pipe.xrange(keys.ticks(), min=f"{since + 1}-0", max="+" if until is None else f"{until}-0")
         current, entries = await pipe.execute()
     last = int(current or 0) if until is None else until
-    ticks = [json.loads(fields["tick"]) for _id, fields in entries]
+    ticks = [fields["tick"] for _id, fields in entries]
     # Stored seqs are consecutive, so a count short of the range means its start was trimmed
     # (or `since` is from before the market was last reset).
     return ticks if len(ticks) == last - since else None
+
+
+def published_tick(event: dict) -> str:
+    """Return the JSON of the tick a channel-layer event carries."""
+    tick = event["tick"]
+    # A worker of the previous release publishes the tick as a dict (same keys, same order).
+    return tick if isinstance(tick, str) else json.dumps(tick)
+
+
+# Every client of a process gets each tick at the same moment, and most follow the same symbols:
+# decode a tick and encode its message once per process, not once per client. Keyed by the tick's
+# JSON, so a cached value can never belong to another tick; the values are shared: read only.
+@functools.lru_cache(maxsize=16)
+def decoded_tick(text: str) -> dict:
+    """Return the tick stored and published as `text` (shared: do not change it)."""
+    return json.loads(text)
+
+
+class TickMessage(dict):
+    """A tick message with its JSON, made once for every client that follows the same symbols."""
+
+    __slots__ = ("json",)
+
+
+@functools.lru_cache(maxsize=256)
+def tick_message(text: str, symbols: frozenset[str]) -> TickMessage:
+    """Return the message of tick `text` for a client following `symbols` (shared: read only)."""
+    tick = decoded_tick(text)
+    quotes = [quote for quote in tick["quotes"] if quote["symbol"] in symbols]
+    message = TickMessage(type="tick", seq=tick["seq"], ts=tick["ts"], quotes=quotes)
+    message.json = json.dumps(message)
+    return message
+
+
+def encode(message: dict) -> str:
+    """Return `message` as JSON (a tick message's JSON was made once, with it)."""
+    return message.json if isinstance(message, TickMessage) else json.dumps(message)
 
 
 class Follower:
@@ -138,8 +179,9 @@ class Follower:
         self.cursor = since
         return [self._message(tick) for tick in ticks]
 
-    async def on_tick(self, tick: dict) -> list[dict]:
-        """Return the messages a published tick makes for this client, any it missed first."""
+    async def on_tick(self, text: str) -> list[dict]:
+        """Return the messages a published tick (JSON) makes for this client, missed ones first."""
+        tick = decoded_tick(text)
         if self.cursor is None or tick["seq"] <= self.cursor:
             return []  # not following yet, or already sent (a replay overtook it)
         if not self.symbols:
@@ -150,7 +192,7 @@ class Follower:
             missed = await ticks_after(self.cursor, tick["seq"] - 1)
             if missed is None:
                 return [await self.reset()]
-        return [self._message(each) for each in [*missed, tick]]
+        return [self._message(each) for each in [*missed, text]]
 
     async def reset(self) -> dict:
         """Return a fresh snapshot of every symbol, flagged `reset`, and restart from it."""
@@ -159,11 +201,9 @@ class Follower:
         self.cursor = state["seq"]
         return {"type": "snapshot", "reset": True, **state}
 
-    def _message(self, tick: dict) -> dict:
-        self.cursor = tick["seq"]
-        quotes = [
-            quote
-            for quote in tick["quotes"]
-            if quote["symbol"] in self.symbols and tick["seq"] > self.symbols[quote["symbol"]]
-        ]
-        return {"type": "tick", "seq": tick["seq"], "ts": tick["ts"], "quotes": quotes}
+    def _message(self, text: str) -> TickMessage:
+        seq = decoded_tick(text)["seq"]
+        self.cursor = seq
+        # A symbol's quotes from ticks older than its snapshot would send it back in time.
+        fresh = frozenset(symbol for symbol, since in self.symbols.items() if seq > since)
+        return tick_message(text, fresh)

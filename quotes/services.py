@@ -95,4 +95,7 @@ def advance(*, now: float | None = None) -> dict | None:
 def publish(new_tick: dict) -> None:
     """Send a stored tick to every connection in the quotes group (one message per tick)."""
     layer = get_channel_layer()
-    async_to_sync(layer.group_send)(keys.GROUP, {"type": "quotes.tick", "tick": new_tick})
+    # As its JSON, the same text as stored: each server process decodes it once for all its
+    # clients (quotes.feed), where a dict would be unpacked by the layer once per client.
+    event = {"type": "quotes.tick", "tick": json.dumps(new_tick)}
+    async_to_sync(layer.group_send)(keys.GROUP, event)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator
 
 from channels.layers import get_channel_layer
@@ -13,13 +12,13 @@ from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHt
 from config.errors import error_body
 from quotes import keys
 from quotes.conf import conf
-from quotes.feed import Follower, Refused, parse_seq, validate_symbols
+from quotes.feed import Follower, Refused, encode, parse_seq, published_tick, validate_symbols
 from quotes.selectors import market
 
 
 def sse_event(message: dict) -> str:
     """Format a snapshot or tick as one event whose id is its seq."""
-    return f"id: {message['seq']}\nevent: {message['type']}\ndata: {json.dumps(message)}\n\n"
+    return f"id: {message['seq']}\nevent: {message['type']}\ndata: {encode(message)}\n\n"
 
 
 async def quote_stream(request: HttpRequest) -> HttpResponseBase:
@@ -66,7 +65,7 @@ async def events(symbols: list[str], since: int | None) -> AsyncIterator[str]:
                 yield ": keep-alive\n\n"
                 continue
             event, receiving = receiving.result(), asyncio.ensure_future(layer.receive(channel))
-            for message in await follower.on_tick(event["tick"]):
+            for message in await follower.on_tick(published_tick(event)):
                 yield sse_event(message)
     finally:
         if receiving is not None:
