@@ -4,6 +4,7 @@ Keys that one Lua script touches together share a hash tag (`{…}`), so they li
 Redis Cluster.
 """
 
+import functools
 import hashlib
 
 from django.conf import settings
@@ -13,6 +14,7 @@ def _prefix() -> str:
     return f"{settings.REDIS_KEY_PREFIX}:gw"
 
 
+@functools.lru_cache(maxsize=4096)
 def url_hash(url: str) -> str:
     return hashlib.sha1(url.encode(), usedforsecurity=False).hexdigest()
 

@@ -8,6 +8,7 @@ most its last second.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import time
 from collections import Counter
@@ -61,8 +62,32 @@ def route_name(path: str) -> str:
     return match.view_name or match.route or "unnamed"
 
 
+_BUCKET_LABELS = [f"{le:g}" for le in BUCKETS]
+
+
 def bucket(seconds: float) -> str:
-    return next(f"{le:g}" for le in BUCKETS if seconds <= le)
+    return _BUCKET_LABELS[bisect.bisect_left(BUCKETS, seconds)]
+
+
+@dataclass(frozen=True)
+class _Fields:
+    totals: tuple[str, ...]
+    duration_sum: str
+    second: tuple[str, ...]
+
+
+@lru_cache(maxsize=8192)
+def _fields(route: str, status_class: str, le: str, cache: str | None, throttled: str | None):
+    """The counters one request adds to, by what it was: worked out once per kind of request."""
+    totals = [f"requests|{route}|{status_class}", f"duration_bucket|{route}|{le}"]
+    second = ["requests", f"status:{status_class}", f"bucket:{le}"]
+    if cache:
+        totals.append(f"cache|{route}|{cache}")
+        second.append(f"cache:{cache}")
+    if throttled:
+        totals.append(f"throttled|{route}|{throttled}")
+        second.append("throttled")
+    return _Fields(tuple(totals), f"duration_sum|{route}", tuple(second))
 
 
 class MetricsBuffer:
@@ -80,22 +105,18 @@ class MetricsBuffer:
         self.totals[field] += amount
 
     def record(self, *, path: str, status: int, duration: float, stats: RequestStats) -> None:
-        route = route_name(path)
-        status_class = f"{status // 100}xx"
-        le = bucket(duration)
-        second = self.seconds.setdefault(int(self.clock()), Counter())
-        self.totals[f"requests|{route}|{status_class}"] += 1
-        self.totals[f"duration_bucket|{route}|{le}"] += 1
-        self.duration_sums[f"duration_sum|{route}"] += duration
-        second["requests"] += 1
-        second[f"status:{status_class}"] += 1
-        second[f"bucket:{le}"] += 1
-        if stats.cache:
-            self.totals[f"cache|{route}|{stats.cache}"] += 1
-            second[f"cache:{stats.cache}"] += 1
-        if stats.throttled:
-            self.totals[f"throttled|{route}|{stats.throttled}"] += 1
-            second["throttled"] += 1
+        fields = _fields(
+            route_name(path), f"{status // 100}xx", bucket(duration), stats.cache, stats.throttled
+        )
+        for field in fields.totals:
+            self.totals[field] += 1
+        self.duration_sums[fields.duration_sum] += duration
+        now = int(self.clock())
+        second = self.seconds.get(now)
+        if second is None:
+            second = self.seconds[now] = Counter()
+        for field in fields.second:
+            second[field] += 1
 
     async def after_request(self) -> None:
         """Flush now (METRICS_FLUSH_SECONDS = 0), or make sure this loop's flusher runs."""

@@ -8,6 +8,7 @@ that checks and updates every policy a request falls under, on Redis's own clock
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import math
@@ -120,13 +121,21 @@ def policies_for(scope: Scope, ip: str) -> list[Policy]:
     return policies
 
 
+@functools.lru_cache(maxsize=64)
+def policy_header(rates: tuple[tuple[str, Rate], ...]) -> bytes:
+    """Return the RateLimit-Policy value of (policy name, rate) pairs: the same for everyone."""
+    return ", ".join(f'"{name}";q={rate.limit};w={rate.period}' for name, rate in rates).encode()
+
+
 def rate_limit_headers(policies: list[Policy], counts: list[int]) -> list[tuple[bytes, bytes]]:
     """Return RateLimit-Policy and RateLimit (IETF draft) for the policies and the Lua counts."""
-    described = ", ".join(f'"{p.name}";q={p.rate.limit};w={p.rate.period}' for p in policies)
     states = list(zip(policies, counts[0::2], counts[1::2], strict=True))
     tightest, remaining, reset_ms = min(states, key=lambda state: state[1])
     current = f'"{tightest.name}";r={remaining};t={math.ceil(reset_ms / 1000)}'
-    return [(b"ratelimit-policy", described.encode()), (b"ratelimit", current.encode())]
+    return [
+        (b"ratelimit-policy", policy_header(tuple((p.name, p.rate) for p in policies))),
+        (b"ratelimit", current.encode()),
+    ]
 
 
 async def decide(policies: list[Policy]) -> Decision:
