@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -169,6 +170,11 @@ class World:
         )
         self.ports[name] = port
         return url
+
+    def log_tail(self, name: str, lines: int = 40) -> str:
+        """Return the last lines of a server's log (workdir/<name>-<port>.log)."""
+        log = self.workdir / f"{name.split(',')[0]}-{self.ports[name]}.log"
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
     def start_celery(self) -> None:
         celery = [str(BIN / "celery"), "-A", "config.celery:app"]
@@ -334,8 +340,14 @@ class Bench:
 
     def warm(self, server: str) -> tuple[str, bytes]:
         """Fill both caches with product 1 through `server`; return its ETag and body."""
-        with urllib.request.urlopen(self.urls[server] + self.product, timeout=10) as response:
-            return response.headers["ETag"], response.read()
+        try:
+            with urllib.request.urlopen(self.urls[server] + self.product, timeout=10) as response:
+                return response.headers["ETag"], response.read()
+        except urllib.error.HTTPError as error:
+            raise SystemExit(
+                f"[bench] {server} answered {error.code} to {self.product}; "
+                f"the end of its log:\n{self.world.log_tail(server)}"
+            ) from None
 
     def user(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.world.user_token}"}
