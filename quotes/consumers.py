@@ -20,9 +20,8 @@ from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from redis import RedisError
 
-from quotes import keys
 from quotes.conf import conf
-from quotes.feed import Follower, Refused, encode, parse_seq, published_tick, validate_symbols
+from quotes.feed import Follower, Refused, encode, parse_seq, tick_hub, validate_symbols
 
 logger = logging.getLogger(__name__)
 
@@ -124,12 +123,15 @@ def conflate(pending: dict | None, tick: dict) -> dict:
 class QuotesConsumer(AsyncJsonWebsocketConsumer):
     """Live quotes for the symbols a client subscribes to; quotes are public, so no login."""
 
-    groups = [keys.GROUP]  # joined before connect(): no tick is missed while we set up
+    # Ticks come from the process's TickHub (quotes.feed), not from a channel per client.
+    channel_layer_alias = None
     # Test hooks: the clock of the limits, and how the consumer learns the connection's window.
     timer = staticmethod(time.monotonic)
     window_for = staticmethod(SendWindow.attach)
 
     async def connect(self) -> None:
+        self.ticks = await tick_hub().join()  # before any snapshot: no tick is missed meanwhile
+        self.handling = asyncio.Lock()  # a tick and a client's message, one at a time
         self.settings = conf()
         self.follower = Follower()
         self.pending: dict | None = None
@@ -150,6 +152,8 @@ class QuotesConsumer(AsyncJsonWebsocketConsumer):
                 await self.join(query["symbols"][-1].split(","), query.get("since", [None])[-1])
             except RedisError:
                 await self.unavailable()
+        # Only now: the ticks that came meanwhile wait in the queue, after the snapshot.
+        self.forwarding = asyncio.create_task(self.forward_ticks())
 
     async def join(self, symbols: list[str], raw_since: str | None) -> None:
         """Subscribe to the query string's symbols, resuming after `since` when given."""
@@ -167,17 +171,22 @@ class QuotesConsumer(AsyncJsonWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         self.heartbeat.cancel()
+        self.forwarding.cancel()
         self.window.detach()
+        await tick_hub().leave(self.ticks)
 
     async def dispatch(self, message: dict) -> None:
-        """Call the handler of `message`'s type."""
-        # Channels' own dispatch first closes stale database connections in its one sync thread:
-        # a thread hop per client per tick, all queued on that thread (1,000 hops a second for
-        # 1,000 clients). This consumer never touches the database.
+        """Call the handler of `message`'s type; a client's message never beside a tick."""
+        # Channels' own dispatch first closes stale database connections in its one sync thread,
+        # a thread hop per message; this consumer never touches the database.
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
+        if message["type"] != "websocket.receive":
+            await handler(message)
+            return
+        async with self.handling:
+            await handler(message)
 
     # --- client -> server ---------------------------------------------------------------------
 
@@ -267,10 +276,21 @@ class QuotesConsumer(AsyncJsonWebsocketConsumer):
 
     # --- server -> client ---------------------------------------------------------------------
 
-    async def quotes_tick(self, event: dict) -> None:
-        """Forward a published tick (the channel layer calls this for type "quotes.tick")."""
+    async def forward_ticks(self) -> None:
+        """Forward every tick the hub puts in this connection's queue, in order."""
+        while True:
+            tick = await self.ticks.get()
+            async with self.handling:
+                await self.forward(tick)
+            if not self.ticks.empty():
+                # Let the server write this one out first: daphne pauses a connection (closes the
+                # window) that is sent two big messages in one turn of the event loop.
+                await asyncio.sleep(0)
+
+    async def forward(self, tick: str) -> None:
+        """Send the messages a published tick (JSON) makes for this client."""
         try:
-            messages = await self.follower.on_tick(published_tick(event))
+            messages = await self.follower.on_tick(tick)
         except RedisError:
             # The gap stays open; the next tick fills it.
             logger.warning("Redis unavailable while filling a gap", exc_info=True)

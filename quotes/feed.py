@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
 import weakref
 from collections.abc import Iterable
 
+from channels.layers import get_channel_layer
 from django.conf import settings
 from redis import asyncio as aioredis
 
@@ -22,7 +24,10 @@ from quotes import keys
 from quotes.conf import conf
 from quotes.selectors import latest_view, market
 
+logger = logging.getLogger(__name__)
+
 _clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_hubs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def redis_client() -> aioredis.Redis:
@@ -143,6 +148,70 @@ def tick_message(text: str, symbols: frozenset[str]) -> TickMessage:
 def encode(message: dict) -> str:
     """Return `message` as JSON (a tick message's JSON was made once, with it)."""
     return message.json if isinstance(message, TickMessage) else json.dumps(message)
+
+
+class TickHub:
+    """The published ticks for every quotes client of one event loop, through one subscription.
+
+    A channel per client would cost each client a queue, a task woken by the layer and the
+    unpacking of every tick; the hub receives a tick once and puts its JSON in each client's queue.
+    """
+
+    def __init__(self) -> None:
+        self.queues: set[asyncio.Queue[str]] = set()
+        self.listening: asyncio.Task | None = None
+        self.subscribed: asyncio.Future | None = None
+
+    async def join(self) -> asyncio.Queue[str]:
+        """Return a queue that gets every tick (JSON) this process receives from now on."""
+        queue: asyncio.Queue[str] = asyncio.Queue()
+        self.queues.add(queue)
+        if self.listening is None or self.listening.done():  # none yet, or it failed
+            self.subscribed = asyncio.get_running_loop().create_future()
+            self.listening = asyncio.create_task(self.listen(self.subscribed))
+        try:
+            await asyncio.shield(self.subscribed)  # subscribed before the caller reads a snapshot
+        except BaseException:
+            await self.leave(queue)
+            raise
+        return queue
+
+    async def leave(self, queue: asyncio.Queue[str]) -> None:
+        """Stop filling `queue`; unsubscribe when it was the last one."""
+        self.queues.discard(queue)
+        if not self.queues and self.listening is not None:
+            listening, self.listening, self.subscribed = self.listening, None, None
+            listening.cancel()
+            await asyncio.wait([listening])  # until it has unsubscribed
+
+    async def listen(self, subscribed: asyncio.Future) -> None:
+        layer = get_channel_layer()
+        channel = None
+        try:
+            channel = await layer.new_channel()
+            await layer.group_add(keys.GROUP, channel)
+            subscribed.set_result(None)
+            while True:
+                tick = published_tick(await layer.receive(channel))
+                for queue in self.queues:
+                    queue.put_nowait(tick)
+        except Exception as error:
+            if not subscribed.done():
+                subscribed.set_exception(error)  # the clients joining now fail with it
+            logger.exception("Quotes tick subscription failed; the next client to join restarts it")
+        finally:
+            if channel is not None:
+                # The layer's receive unsubscribes its channel when cancelled; the group is ours.
+                await layer.group_discard(keys.GROUP, channel)
+
+
+def tick_hub() -> TickHub:
+    """Return the running event loop's hub."""
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(loop)
+    if hub is None:
+        hub = _hubs[loop] = TickHub()
+    return hub
 
 
 class Follower:

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
-from channels.layers import get_channel_layer
 from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHttpResponse
 
 from config.errors import error_body
-from quotes import keys
 from quotes.conf import conf
-from quotes.feed import Follower, Refused, encode, parse_seq, published_tick, validate_symbols
+from quotes.feed import Follower, Refused, encode, parse_seq, tick_hub, validate_symbols
 from quotes.selectors import market
 
 
@@ -44,10 +41,9 @@ async def quote_stream(request: HttpRequest) -> HttpResponseBase:
 async def events(symbols: list[str], since: int | None) -> AsyncIterator[str]:
     """Yield the SSE stream: a retry hint, a snapshot or the missed ticks, then every tick."""
     settings = conf()
-    layer = get_channel_layer()
-    channel = await layer.new_channel()
-    await layer.group_add(keys.GROUP, channel)  # before reading: no tick falls between the two
-    receiving = None
+    hub = tick_hub()
+    ticks = await hub.join()  # before reading: no tick falls between the two
+    getting = None
     try:
         yield f"retry: {settings['SSE_RETRY_MS']}\n\n"
         follower = Follower()
@@ -57,19 +53,17 @@ async def events(symbols: list[str], since: int | None) -> AsyncIterator[str]:
             messages = await follower.resume(since, symbols)
         for message in messages:
             yield sse_event(message)
-        # One receive stays pending across keep-alives: a cancelled receive would unsubscribe.
-        receiving = asyncio.ensure_future(layer.receive(channel))
+        # One get stays pending across keep-alives, so no tick is lost to a timeout.
+        getting = asyncio.ensure_future(ticks.get())
         while True:
-            done, _ = await asyncio.wait({receiving}, timeout=settings["HEARTBEAT_SECONDS"])
+            done, _ = await asyncio.wait({getting}, timeout=settings["HEARTBEAT_SECONDS"])
             if not done:
                 yield ": keep-alive\n\n"
                 continue
-            event, receiving = receiving.result(), asyncio.ensure_future(layer.receive(channel))
-            for message in await follower.on_tick(published_tick(event)):
+            tick, getting = getting.result(), asyncio.ensure_future(ticks.get())
+            for message in await follower.on_tick(tick):
                 yield sse_event(message)
     finally:
-        if receiving is not None:
-            receiving.cancel()  # the layer's own clean-up (unsubscribing) runs on cancellation
-            with contextlib.suppress(asyncio.CancelledError):
-                await receiving
-        await layer.group_discard(keys.GROUP, channel)
+        if getting is not None:
+            getting.cancel()
+        await hub.leave(ticks)

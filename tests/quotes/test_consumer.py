@@ -7,11 +7,12 @@ import functools
 import pytest
 import pytest_asyncio
 from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
-from quotes import feed, services
+from quotes import feed, keys, services
 from quotes.consumers import QuotesConsumer, SendWindow
 
 T0 = 1_800_000_000.0
@@ -111,6 +112,60 @@ async def test_every_subscriber_gets_the_same_tick(quotes_settings):
     assert await first.receive_json_from() == await second.receive_json_from()
     await first.disconnect()
     await second.disconnect()
+
+
+async def test_subscribers_with_other_symbols_each_get_their_own_quotes(quotes_settings):
+    acme, both = await connect("?symbols=ACME"), await connect("?symbols=ACME,BOLT")
+    await acme.receive_json_from()
+    await both.receive_json_from()
+
+    published = await tick(0)
+
+    assert (await acme.receive_json_from())["quotes"] == only({"ACME"}, published["quotes"])
+    assert (await both.receive_json_from())["quotes"] == only({"ACME", "BOLT"}, published["quotes"])
+    await acme.disconnect()
+    await both.disconnect()
+
+
+async def test_a_client_leaving_stops_nobody_elses_ticks(quotes_settings):
+    leaving, staying = await connect("?symbols=ACME"), await connect("?symbols=ACME")
+    await leaving.receive_json_from()
+    await staying.receive_json_from()
+    await leaving.disconnect()
+
+    await tick(0)
+
+    assert (await staying.receive_json_from())["seq"] == 1
+    await staying.disconnect()
+
+
+async def test_a_client_joining_after_everyone_left_gets_ticks(quotes_settings):
+    first = await connect("?symbols=ACME")
+    await first.receive_json_from()
+    await first.disconnect()  # the process has no quotes client left
+    again = await connect("?symbols=ACME")
+    await again.receive_json_from()
+
+    await tick(0)
+
+    assert (await again.receive_json_from())["seq"] == 1
+    await again.disconnect()
+
+
+async def test_a_tick_published_as_a_dict_by_an_older_worker_reaches_the_client(quotes_settings):
+    client = await connect("?symbols=ACME")
+    await client.receive_json_from()
+
+    published = await tick(0, publish=False)
+    await get_channel_layer().group_send(keys.GROUP, {"type": "quotes.tick", "tick": published})
+
+    assert await client.receive_json_from() == {
+        "type": "tick",
+        "seq": 1,
+        "ts": published["ts"],
+        "quotes": only({"ACME"}, published["quotes"]),
+    }
+    await client.disconnect()
 
 
 async def test_unsubscribe_stops_a_symbol(quotes_settings):
