@@ -128,7 +128,8 @@ class PipelinedRedis:
 
     Raises redis-py's exceptions (its ConnectionError, TimeoutError, ResponseError, NoScriptError),
     so callers handle both clients alike. A command unanswered within `timeout` seconds drops the
-    connection; the next command reconnects.
+    connection; the next command reconnects. A rediss:// URL verifies the server's certificate
+    against the system's CAs.
     """
 
     def __init__(self, url: str, timeout: float) -> None:
@@ -156,7 +157,7 @@ class PipelinedRedis:
         return replies
 
     async def transaction(self, commands: Sequence[Sequence[Argument]]) -> list[object]:
-        """Run commands in MULTI/EXEC: all or none, and no other client's command in between."""
+        """Run commands in MULTI/EXEC, with no other client's command in between (no rollback)."""
         # Sent together and without a pause, no other task's command can land inside the MULTI.
         replies = await self.execute_many([("MULTI",), *commands, ("EXEC",)])
         results = replies[-1]
