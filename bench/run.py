@@ -40,23 +40,16 @@ BIN = Path(sys.executable).parent
 PRODUCTS = 10_000
 KEY_PREFIX = "bench"
 RATE = "1000000/sec"  # the throttle stays on, with a rate no benchmark reaches
-SERVERS = {
-    # name: (argv after the binary, served through the gateway)
-    "daphne": (["daphne", "-b", "127.0.0.1", "-p", "{port}", "--access-log", os.devnull,
-                "config.asgi:application"], True),
-    "uvicorn": (["uvicorn", "--host", "127.0.0.1", "--port", "{port}", "--workers", "{workers}",
-                 "--no-access-log", "--log-level", "warning", "--lifespan", "off",
-                 "{app}"], True),
-    "granian": (["granian", "--interface", "asginl", "--host", "127.0.0.1", "--port", "{port}",
-                 "--workers", "{workers}", "--loop", "uvloop", "--log-level", "warning",
-                 "--no-access-log", "{app}"], True),
-    "granian-wsgi": (["granian", "--interface", "wsgi", "--host", "127.0.0.1", "--port", "{port}",
-                      "--workers", "{workers}", "--blocking-threads", "4", "--log-level",
-                      "warning", "--no-access-log", "config.wsgi:application"], False),
-}  # fmt: skip
-ASGI_SERVERS = ("daphne", "uvicorn", "granian")
-# The gateway in front of Django's own ASGI handler, to price config.asgi's WSGI bridge.
+# The ASGI servers run as `make run` runs them (scripts/dev.py server_argv), the gateway in front;
+# and Django alone under a WSGI server, the baseline of a miss.
+WSGI_BASELINE = ["granian", "--interface", "wsgi", "--host", "127.0.0.1", "--port", "{port}",
+                 "--workers", "{workers}", "--blocking-threads", "4", "--log-level", "warning",
+                 "--no-access-log", "config.wsgi:application"]  # fmt: skip
+ASGI_SERVERS = dev.SERVERS
+# The gateway in front of Django's own ASGI handler, to price config.asgi's WSGI bridge; and the
+# same with every middleware sync-only (bench/asgi_handler_sync.py).
 OLD_PATH = "uvicorn, Django ASGI handler"
+SYNC_MIDDLEWARE_PATH = "uvicorn, Django ASGI handler, sync-only middleware"
 
 
 def say(message: str) -> None:
@@ -155,9 +148,11 @@ class World:
     def start(self, name: str, kind: str, *, app: str = "config.asgi:application") -> str:
         port = dev_free_port()
         self.kinds[name] = kind
-        argv, _ = SERVERS[kind]
-        fields = {"port": str(port), "workers": str(self.workers), "app": app}
-        argv = [str(BIN / argv[0]), *(part.format(**fields) for part in argv[1:])]
+        if kind in ASGI_SERVERS:
+            argv = dev.server_argv(kind, "127.0.0.1", port, self.workers, app=app)
+        else:
+            fields = {"port": str(port), "workers": str(self.workers)}
+            argv = [str(BIN / WSGI_BASELINE[0]), *(p.format(**fields) for p in WSGI_BASELINE[1:])]
         log = (self.workdir / f"{name.split(',')[0]}-{port}.log").open("wb")
         process = subprocess.Popen(
             argv, cwd=BASE_DIR, env=self.env, stdout=log, stderr=subprocess.STDOUT,
@@ -823,6 +818,9 @@ def main() -> int:
         urls = {kind: world.start(kind, kind) for kind in (*servers, "granian-wsgi")}
         if "uvicorn" in servers and "core" in only:
             urls[OLD_PATH] = world.start(OLD_PATH, "uvicorn", app="bench.asgi_handler:application")
+            urls[SYNC_MIDDLEWARE_PATH] = world.start(
+                SYNC_MIDDLEWARE_PATH, "uvicorn", app="bench.asgi_handler_sync:application"
+            )
         bench = Bench(world, urls, None, args.seconds)
         _, body = bench.warm(servers[0])
         bench.nginx_url = world.start_nginx(body) if tools["nginx"] else None
@@ -831,7 +829,7 @@ def main() -> int:
         for number in range(args.rounds if "core" in only else 0):
             for server in urls:
                 measured = {"nginx": bench.nginx()}
-                measured.update(bench.core(server, SERVERS[world.kinds[server]][1]))
+                measured.update(bench.core(server, world.kinds[server] in ASGI_SERVERS))
                 core_rounds[server].append(measured)
                 say(f"round {number + 1}: {server} done")
         results["core"] = {s: summarise(r) for s, r in core_rounds.items()}

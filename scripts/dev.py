@@ -33,6 +33,8 @@ from config import env  # noqa: E402
 BIN_DIR = Path(sys.executable).parent
 PR_SET_PDEATHSIG = 1
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# The ASGI servers `make run` can start (SERVER); each serves HTTP and WebSockets alike.
+SERVERS = ("uvicorn", "granian", "daphne")
 # A unix socket path longer than this does not fit in sockaddr_un on every platform.
 MAX_SOCKET_PATH = 100
 
@@ -213,10 +215,33 @@ def demo_environment() -> tuple[Path, dict[str, str]]:
     return var_dir, child_env
 
 
+def server_argv(
+    server: str, host: str, port: int, workers: int, app: str = "config.asgi:application"
+) -> list[str]:
+    """Return the command that serves the ASGI `app` on host:port with `server`."""
+    if server == "daphne":  # one process: daphne has no workers
+        return [str(BIN_DIR / "daphne"), "-b", host, "-p", str(port),
+                "--access-log", os.devnull, app]  # fmt: skip
+    if server == "granian":
+        return [str(BIN_DIR / "granian"), "--interface", "asginl", "--host", host,
+                "--port", str(port), "--workers", str(workers), "--loop", "uvloop",
+                "--no-access-log", app]  # fmt: skip
+    # The gateway logs each request and reads X-Forwarded-For itself (TRUSTED_PROXY_HOPS);
+    # uvicorn's own would trust any client on 127.0.0.1 to name its address. An SSE stream never
+    # ends by itself, so shutting down waits a moment for streams, not for ever.
+    return [str(BIN_DIR / "uvicorn"), "--host", host, "--port", str(port),
+            "--workers", str(workers), "--no-access-log", "--no-proxy-headers",
+            "--lifespan", "off", "--timeout-graceful-shutdown", "3", app]  # fmt: skip
+
+
 def run() -> int:
-    """Set up the database and start Redis (if needed), daphne, a Celery worker and one beat."""
+    """Set up the database and start Redis (if needed), the server, a Celery worker and one beat."""
     host = env.string("HOST", "127.0.0.1")
     port = env.integer("PORT", 8000, minimum=1, maximum=65535)
+    server = env.string("SERVER", "daphne")
+    if server not in SERVERS:
+        env.fail("SERVER", f"must be one of {', '.join(SERVERS)}, got {server!r}")
+    workers = env.integer("WORKERS", os.cpu_count() or 1, minimum=1, maximum=64)
     var_dir, child_env = demo_environment()
     processes = Processes()
     try:
@@ -226,12 +251,7 @@ def run() -> int:
         manage(child_env, "seed_catalog", "--if-empty")
         # The code may have changed since the last run: pages cached by the gateway are stale.
         manage(child_env, "gateway_purge", "--all")
-        processes.start(
-            "daphne",
-            [str(BIN_DIR / "daphne"), "-b", host, "-p", str(port), "--access-log", os.devnull,
-             "config.asgi:application"],
-            child_env,
-        )  # fmt: skip
+        processes.start(server, server_argv(server, host, port, workers), child_env)
         celery = [str(BIN_DIR / "celery"), "-A", "config.celery:app"]
         # WARNING: at INFO the worker and beat print a line for each tick, every second.
         processes.start("celery worker", [*celery, "worker", "--loglevel", "WARNING"], child_env)
@@ -242,13 +262,14 @@ def run() -> int:
         )
         base_url = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
         wait_until(
-            lambda: http_ok(f"{base_url}/healthz"), timeout=60, what="daphne", processes=processes
+            lambda: http_ok(f"{base_url}/healthz"), timeout=60, what=server, processes=processes
         )
         urls = [
             f"Stateless & Cacheable is running at {base_url}/",
             f"  API docs   {base_url}/api/docs/",
             f"  admin      {base_url}/admin/",
             f"  readiness  {base_url}/readyz",
+            f"  served by  {server}" + ("" if server == "daphne" else f", {workers} workers"),
         ]
         return serve_until_a_child_exits(processes, urls, accounts)
     except Stop as stop:

@@ -140,6 +140,15 @@ def test_bad_port_stops_the_launcher_with_one_line(tmp_path):
     ]
 
 
+def test_an_unknown_server_stops_the_launcher_with_one_line(tmp_path):
+    result = run_python("scripts/dev.py", "run", SERVER="nginx", VAR_DIR=str(tmp_path))
+
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        "Configuration error: SERVER must be one of uvicorn, granian, daphne, got 'nginx'"
+    ]
+
+
 def test_production_refuses_to_start_without_a_secret_key():
     environment = child_env(DJANGO_SETTINGS_MODULE="config.settings.production")
     environment.pop("SECRET_KEY", None)
