@@ -43,7 +43,6 @@ async def events(symbols: list[str], since: int | None) -> AsyncIterator[str]:
     settings = conf()
     hub = tick_hub()
     ticks = await hub.join()  # before reading: no tick falls between the two
-    getting = None
     try:
         yield f"retry: {settings['SSE_RETRY_MS']}\n\n"
         follower = Follower()
@@ -53,17 +52,15 @@ async def events(symbols: list[str], since: int | None) -> AsyncIterator[str]:
             messages = await follower.resume(since, symbols)
         for message in messages:
             yield sse_event(message)
-        # One get stays pending across keep-alives, so no tick is lost to a timeout.
-        getting = asyncio.ensure_future(ticks.get())
         while True:
-            done, _ = await asyncio.wait({getting}, timeout=settings["HEARTBEAT_SECONDS"])
-            if not done:
+            try:
+                # A get cancelled by the timeout leaves its tick in the queue for the next one.
+                async with asyncio.timeout(settings["HEARTBEAT_SECONDS"]):
+                    tick = await ticks.get()
+            except TimeoutError:
                 yield ": keep-alive\n\n"
                 continue
-            tick, getting = getting.result(), asyncio.ensure_future(ticks.get())
             for message in await follower.on_tick(tick):
                 yield sse_event(message)
     finally:
-        if getting is not None:
-            getting.cancel()
         await hub.leave(ticks)
