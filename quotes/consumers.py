@@ -280,8 +280,11 @@ class QuotesConsumer(AsyncJsonWebsocketConsumer):
         """Forward every tick the hub puts in this connection's queue, in order."""
         while True:
             tick = await self.ticks.get()
-            async with self.handling:
-                await self.forward(tick)
+            try:
+                async with self.handling:
+                    await self.forward(tick)
+            except OSError:
+                return  # what ASGI servers raise once the client has gone; disconnect() follows
             if not self.ticks.empty():
                 # Let the server write this one out first: daphne pauses a connection (closes the
                 # window) that is sent two big messages in one turn of the event loop.
