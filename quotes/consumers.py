@@ -63,16 +63,21 @@ class SendWindow:
             self.previous.stopProducing()
 
     @classmethod
-    def attach(cls, send) -> SendWindow:
+    def attach(cls, send) -> SendWindow | BufferWindow:
         """Return the window of the connection `send` writes to (always open if it cannot tell)."""
         window = cls()
         # daphne's send is functools.partial(server.handle_reply, protocol), the one way to reach
-        # its protocol; ASGI layers that wrap `send` say what they wrap with functools.wraps.
-        # Elsewhere (another server, a test communicator) the window stays open and the server's
-        # own backpressure, an `await send` that waits, takes its place.
+        # its protocol; uvicorn's is a method of its protocol. ASGI layers that wrap `send` say
+        # what they wrap with functools.wraps. Elsewhere (granian, a test communicator) the window
+        # stays open and the server's own backpressure, an `await send` that waits, takes its place.
         send = inspect.unwrap(send)
-        protocol = send.args[0] if isinstance(send, functools.partial) and send.args else None
+        if isinstance(send, functools.partial) and send.args:
+            protocol = send.args[0]
+        else:
+            protocol = getattr(send, "__self__", None)
         transport = getattr(protocol, "transport", None)
+        if hasattr(transport, "get_write_buffer_size"):
+            return BufferWindow(transport)
         if hasattr(transport, "registerProducer"):
             # A transport has one producer: daphne leaves the HTTP channel it upgraded from
             # registered, so stand in front of it and pass its calls on.
@@ -87,6 +92,28 @@ class SendWindow:
         if self.transport is not None:
             self.transport.unregisterProducer()
             self.transport = None
+
+
+class BufferWindow:
+    """Whether an asyncio server (uvicorn) has less than 64 KiB waiting for this client.
+
+    uvicorn's send waits while more than its transport's high-water mark (64 KiB) waits for a
+    client that does not read; the ticks meanwhile would queue up behind it, stale by the time
+    they are sent. Holding ticks back from that point on keeps the send from waiting and lets them
+    be merged, as daphne's window does.
+    """
+
+    LIMIT = 64 * 1024
+
+    def __init__(self, transport: asyncio.WriteTransport) -> None:
+        self.transport = transport
+
+    @property
+    def open(self) -> bool:
+        return self.transport.get_write_buffer_size() < self.LIMIT
+
+    def detach(self) -> None:
+        pass
 
 
 class TokenBucket:

@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,9 @@ from quotes import keys, services
 from tests import support
 from tests.quotes import wide_market_settings
 
+sys.path.insert(0, str(support.BASE_DIR / "scripts"))
+import dev  # scripts/dev.py: how `make run` starts each server
+
 pytestmark = pytest.mark.system
 
 # ~40 KB a tick: 120 of them are more than the kernel buffers (about 4 MB) hold for one socket.
@@ -26,13 +30,13 @@ TICKS = 120
 T0 = 1_800_000_000.0
 
 
-def start_daphne(port: int, application: str, log_path: Path) -> subprocess.Popen:
+def start_server(server: str, port: int, application: str, log_path: Path) -> subprocess.Popen:
+    """Start `server` (daphne or uvicorn, one process) as `make run` would start it."""
     env = support.child_env(
         DJANGO_SETTINGS_MODULE="tests.quotes.wide_market_settings",
         REDIS_URL=os.environ.get("REDIS_URL", settings.REDIS_URL),
     )
-    argv = [str(support.BIN_DIR / "daphne"), "-b", "127.0.0.1", "-p", str(port)]
-    argv += ["--access-log", os.devnull, application]
+    argv = dev.server_argv(server, "127.0.0.1", port, workers=1, app=application)
     with log_path.open("wb") as log:
         return subprocess.Popen(
             argv, cwd=support.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT
@@ -49,12 +53,15 @@ async def scenario(base_url: str, port: int) -> tuple[list, list, int, int]:
     url = f"ws://127.0.0.1:{port}/ws/quotes/?symbols=" + ",".join(
         wide_market_settings.QUOTES["SYMBOLS"]
     )
-    fast = await connect(url, origin=base_url, max_size=None)
+    # No permessage-deflate (uvicorn would agree to it): 120 compressed ticks fit in the kernel.
+    fast = await connect(url, origin=base_url, max_size=None, compression=None)
     # A client that reads nothing: a tiny receive buffer, and at most one message queued.
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", port))
-    slow = await connect(url, origin=base_url, sock=sock, max_queue=1, max_size=None)
+    slow = await connect(
+        url, origin=base_url, sock=sock, max_queue=1, max_size=None, compression=None
+    )
     await fast.recv()
     await slow.recv()
     fast_messages, slow_messages, slow_bytes = [], [], 0
@@ -95,28 +102,30 @@ def newest_quotes(redis_client, first: int, last: int) -> list[dict]:
 
 
 @pytest.mark.parametrize(
-    "application",
+    ("server", "application"),
     [
-        pytest.param("tests.quotes.asgi_without_gateway:application", id="daphne"),
+        pytest.param("daphne", "tests.quotes.asgi_without_gateway:application", id="daphne"),
         # The consumer reaches daphne's connection through `send`: the gateway passes a
         # WebSocket's `send` on unwrapped.
-        pytest.param("config.asgi:application", id="daphne+gateway"),
+        pytest.param("daphne", "config.asgi:application", id="daphne+gateway"),
+        # uvicorn's `send` waits while the client is not reading: the ticks meanwhile are merged.
+        pytest.param("uvicorn", "config.asgi:application", id="uvicorn+gateway"),
     ],
 )
 def test_a_client_that_stops_reading_gets_conflated_ticks_and_delays_nobody(
-    settings, redis_client, tmp_path, application
+    settings, redis_client, tmp_path, server, application
 ):
     settings.QUOTES = wide_market_settings.QUOTES
     port = support.free_port()
-    daphne = start_daphne(port, application, tmp_path / "daphne.log")
+    process = start_server(server, port, application, tmp_path / f"{server}.log")
     base_url = f"http://127.0.0.1:{port}"
     try:
         support.wait_for(
-            lambda: support.http_status(f"{base_url}/healthz") == 200, timeout=30, what="daphne"
+            lambda: support.http_status(f"{base_url}/healthz") == 200, timeout=30, what=server
         )
         fast, slow, slow_bytes, published_bytes = asyncio.run(scenario(base_url, port))
     finally:
-        support.stop(daphne)
+        support.stop(process)
 
     # The reader that keeps up got every tick on its own, none held back.
     assert [m["seq"] for m in fast] == list(range(1, TICKS + 1))
