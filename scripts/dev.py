@@ -227,18 +227,22 @@ def server_argv(
                 "--port", str(port), "--workers", str(workers), "--loop", "uvloop",
                 "--no-access-log", app]  # fmt: skip
     # The gateway logs each request and reads X-Forwarded-For itself (TRUSTED_PROXY_HOPS);
-    # uvicorn's own would trust any client on 127.0.0.1 to name its address. An SSE stream never
-    # ends by itself, so shutting down waits a moment for streams, not for ever.
+    # uvicorn's own would trust any client on 127.0.0.1 to name its address. A tick is encoded
+    # once per process but would be deflated once per client: at 1,000 clients permessage-deflate
+    # was 28% of the server's CPU (docs/performance.md). An SSE stream never ends by itself, so
+    # shutting down waits a moment for streams, not for ever.
     return [str(BIN_DIR / "uvicorn"), "--host", host, "--port", str(port),
             "--workers", str(workers), "--no-access-log", "--no-proxy-headers",
-            "--lifespan", "off", "--timeout-graceful-shutdown", "3", app]  # fmt: skip
+            "--ws-per-message-deflate", "false", "--lifespan", "off",
+            "--timeout-graceful-shutdown", "3", app]  # fmt: skip
 
 
 def run() -> int:
     """Set up the database and start Redis (if needed), the server, a Celery worker and one beat."""
     host = env.string("HOST", "127.0.0.1")
     port = env.integer("PORT", 8000, minimum=1, maximum=65535)
-    server = env.string("SERVER", "daphne")
+    # uvicorn served the mix of paths fastest in `make bench` here (docs/performance.md).
+    server = env.string("SERVER", "uvicorn")
     if server not in SERVERS:
         env.fail("SERVER", f"must be one of {', '.join(SERVERS)}, got {server!r}")
     workers = env.integer("WORKERS", os.cpu_count() or 1, minimum=1, maximum=64)

@@ -42,6 +42,14 @@ def is_running(pid: int) -> bool:
         return False
 
 
+def descendants_of(pid: int) -> dict[int, str]:
+    """Return {pid: command line} of `pid`'s live children, their children, and so on."""
+    found = children_of(pid)
+    for child in list(found):
+        found.update(descendants_of(child))
+    return found
+
+
 @dataclass
 class Demo:
     process: subprocess.Popen
@@ -75,19 +83,23 @@ def demo(tmp_path) -> Iterator[Demo]:
             what="the launcher to print its banner",
         )
         assert process.poll() is None, log.read_text()
-        yield Demo(process, base_url, tmp_path / "var", log, children_of(process.pid))
+        yield Demo(process, base_url, tmp_path / "var", log, descendants_of(process.pid))
     finally:
         support.stop(process)
 
 
 def test_launcher_starts_a_private_redis_and_the_whole_demo(demo):
-    commands = list(demo.children.values())
+    commands = list(demo.children.values())  # and the children's own: uvicorn's workers
 
     socket_path = demo.var_dir / "redis" / "redis.sock"
     assert any("server" in command and str(socket_path) in command for command in commands), (
         commands
     )
-    assert any("daphne" in command for command in commands), commands
+    # uvicorn, with one worker process per core.
+    [server] = [pid for pid, command in demo.children.items() if "bin/uvicorn" in command]
+    assert f"--workers {os.cpu_count()}" in demo.children[server]
+    workers = [c for c in children_of(server).values() if "multiprocessing.spawn" in c]
+    assert len(workers) == os.cpu_count()
     assert any("celery" in command and " worker" in command for command in commands), commands
     assert sum("celery" in command and " beat" in command for command in commands) == 1, commands
     assert socket_path.is_socket()
