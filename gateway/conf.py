@@ -85,7 +85,9 @@ def from_env() -> dict:
 @cache
 def _merged() -> dict:
     configured = getattr(settings, "GATEWAY", {})
-    return {**DEFAULTS, **configured, **from_env(), "RATES": rates(configured.get("RATES", {}))}
+    merged = {**DEFAULTS, **configured, **from_env(), "RATES": rates(configured.get("RATES", {}))}
+    merged["EXEMPT_PREFIXES"] = tuple(merged["EXEMPT_PREFIXES"])  # for str.startswith, once
+    return merged
 
 
 def gateway_setting(name: str):

@@ -17,12 +17,17 @@ _VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 access_logger = logging.getLogger("gateway.access")
 
 
-def request_id_from(headers: list[tuple[bytes, bytes]]) -> bytes:
-    """Return the caller's X-Request-ID when well formed, else a new one."""
+def split_request_id(headers: list[tuple[bytes, bytes]]) -> tuple[bytes, list]:
+    """Return the caller's X-Request-ID when well formed, else a new one; and the other headers."""
+    request_id, others = None, []
     for name, value in headers:
-        if name == REQUEST_ID_HEADER and _VALID_REQUEST_ID.match(value):
-            return value
-    return os.urandom(16).hex().encode()  # a random UUID's 128 bits, without the UUID object
+        if name != REQUEST_ID_HEADER:
+            others.append((name, value))
+        elif request_id is None and _VALID_REQUEST_ID.match(value):
+            request_id = value
+    if request_id is None:
+        request_id = os.urandom(16).hex().encode()  # a random UUID's 128 bits, no UUID object
+    return request_id, others
 
 
 class RequestContext:
@@ -40,10 +45,10 @@ class RequestContext:
             await self.app(scope, receive, send)
             return
         started = self.timer()
-        request_id = request_id_from(scope["headers"])
-        headers = [(k, v) for k, v in scope["headers"] if k != REQUEST_ID_HEADER]
+        request_id, headers = split_request_id(scope["headers"])
+        headers.append((REQUEST_ID_HEADER, request_id))
         stats = RequestStats()
-        scope = {**scope, "headers": [*headers, (REQUEST_ID_HEADER, request_id)], STATS_KEY: stats}
+        scope = {**scope, "headers": headers, STATS_KEY: stats}
         status = 500  # what the client sees if the app fails before it starts a response
 
         async def send_with_request_id(event: ASGISendEvent) -> None:
@@ -53,7 +58,8 @@ class RequestContext:
                 response_headers = [
                     (k, v) for k, v in event.get("headers", []) if k.lower() != REQUEST_ID_HEADER
                 ]
-                event = {**event, "headers": [*response_headers, (REQUEST_ID_HEADER, request_id)]}
+                response_headers.append((REQUEST_ID_HEADER, request_id))
+                event = {**event, "headers": response_headers}
             await send(event)
 
         try:
@@ -72,6 +78,6 @@ class RequestContext:
                         "cache": stats.cache,
                     },
                 )
-            if not scope["path"].startswith(tuple(gateway_setting("EXEMPT_PREFIXES"))):
+            if not scope["path"].startswith(gateway_setting("EXEMPT_PREFIXES")):
                 buffer.record(path=scope["path"], status=status, duration=duration, stats=stats)
                 await buffer.after_request()

@@ -102,10 +102,11 @@ class Entry:
 
     @classmethod
     def unpack(cls, raw: bytes) -> Entry:
-        status, headers, body, stored_at, initial_age, fresh, swr, sie = msgpack.unpackb(raw)
-        return cls(
-            status, [tuple(h) for h in headers], body, stored_at, initial_age, fresh, swr, sie
+        # Tuples, not lists: the headers come out as the (name, value) pairs ASGI sends.
+        status, headers, body, stored_at, initial_age, fresh, swr, sie = msgpack.unpackb(
+            raw, use_list=False
         )
+        return cls(status, list(headers), body, stored_at, initial_age, fresh, swr, sie)
 
 
 @dataclass
@@ -277,9 +278,9 @@ class ResponseCache:
     @staticmethod
     def _exempt(scope: Scope) -> bool:
         path = scope["path"]
-        return path.startswith(
-            tuple(gateway_setting("EXEMPT_PREFIXES"))
-        ) or path in gateway_setting("STREAM_PATHS")
+        return path.startswith(gateway_setting("EXEMPT_PREFIXES")) or path in gateway_setting(
+            "STREAM_PATHS"
+        )
 
     @staticmethod
     def _url(scope: Scope) -> str:

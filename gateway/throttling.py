@@ -165,7 +165,7 @@ class Throttle:
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
         if scope["type"] not in ("http", "websocket") or scope["path"].startswith(
-            tuple(gateway_setting("EXEMPT_PREFIXES"))
+            gateway_setting("EXEMPT_PREFIXES")
         ):
             await self.app(scope, receive, send)
             return
