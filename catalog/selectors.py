@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import redis
+from django.core.validators import slug_re
 from django.db.models import Count, Max, QuerySet, Sum
 from django.utils.dateparse import parse_datetime
 
@@ -154,7 +155,9 @@ def category_list() -> QuerySet[Category]:
 
 
 def category_get(*, slug: str) -> Category | None:
-    """Return the category with this slug, or None."""
+    """Return the category with this slug, or None (without a query when it cannot be a slug)."""
+    if not slug_re.match(slug):
+        return None  # PostgreSQL answers a NUL character in a query with an error, not a miss
     return Category.objects.filter(slug=slug).first()
 
 

@@ -33,8 +33,9 @@ def test_the_catalog_page_filters_by_category_and_paginates(asgi, shoes, setting
     assert "Page 1 of 2" in first.text
 
 
-def test_an_unknown_category_is_a_404_page(asgi, product):
-    response = asgi.get("/catalog/", params={"category": "nope"})
+@pytest.mark.parametrize("category", ["nope", "sho\u0000es"])
+def test_an_unknown_category_is_a_404_page(asgi, product, category):
+    response = asgi.get("/catalog/", params={"category": category})
 
     assert response.status_code == 404
     assert response.headers["content-type"].startswith("text/html")

@@ -1,5 +1,6 @@
 """Writes: staff only, If-Match required (428) and checked (412), bad input refused (400)."""
 
+import json
 from decimal import Decimal
 
 import pytest
@@ -123,6 +124,9 @@ def test_create_returns_201_with_etag_and_location(staff_client, shoes):
         ({"price": "-1.00"}, "price"),
         ({"sku": "SKU-SHOE-1"}, "sku"),
         ({"category": "no-such-category"}, "category"),
+        # No slug holds a NUL or a lone surrogate; PostgreSQL refuses a NUL in a query outright.
+        ({"category": "sho\u0000es"}, "category"),
+        ({"category": "sho\ud800es"}, "category"),
         ({"price": "abc"}, "price"),
         ({"currency": "euros"}, "currency"),
         ({"name": ""}, "name"),
@@ -138,7 +142,12 @@ def test_bad_input_is_a_400_with_field_errors_and_nothing_saved(staff_client, pr
         "category": "shoes",
     }
 
-    response = staff_client.post("/api/v1/products/", json={**valid, **body})
+    # As JSON escapes (json.dumps's ASCII): a lone surrogate has no UTF-8 encoding of its own.
+    response = staff_client.post(
+        "/api/v1/products/",
+        content=json.dumps({**valid, **body}),
+        headers={"Content-Type": "application/json"},
+    )
 
     assert response.status_code == 400
     assert response.json()["code"] == "invalid"
