@@ -62,19 +62,14 @@ async def discard(event: dict) -> None:
 def floor_app():
     """A HIT with nothing around it: the two scripts and the stored response."""
     from gateway import keys
-    from gateway.response_cache import RUN_LOOKUP, Entry
+    from gateway.response_cache import lookup
     from gateway.throttling import RUN_GCRA
 
     throttle_key = keys.throttle("anon", "ip:127.0.0.1")
 
     async def floor(scope, receive, send) -> None:
         await RUN_GCRA([throttle_key], [1000, 1_000_000_000])
-        url = scope["path"]
-        argv = [f"{keys.cache_base(url)}:entry"]
-        for name, value in scope["headers"]:
-            argv += [name, value]
-        found = await RUN_LOOKUP([keys.cache_vary(url), keys.cache_pass(url)], argv)
-        entry = Entry.unpack(found[2])
+        _, _, entry = await lookup(scope["path"], scope["headers"])
         await send({"type": "http.response.start", "status": 200, "headers": entry.headers})
         await send({"type": "http.response.body", "body": entry.body})
 

@@ -127,9 +127,9 @@ class PipelinedRedis:
     """Commands from every task of a loop on one connection, none waiting for another's reply.
 
     Raises redis-py's exceptions (its ConnectionError, TimeoutError, ResponseError, NoScriptError),
-    so callers handle both clients alike. A command unanswered within `timeout` seconds drops the
-    connection; the next command reconnects. A rediss:// URL verifies the server's certificate
-    against the system's CAs.
+    so callers catch `redis.RedisError` as with redis-py. A command unanswered within `timeout`
+    seconds drops the connection; the next command reconnects. A rediss:// URL verifies the
+    server's certificate against the system's CAs.
     """
 
     def __init__(self, url: str, timeout: float) -> None:

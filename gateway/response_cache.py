@@ -160,6 +160,19 @@ def storable_entry(
     return entry, vary, [tag.strip() for tag in tags.split(",") if tag.strip()]
 
 
+async def lookup(url: str, request_headers: Headers) -> tuple[str, str | None, Entry | None]:
+    """Find the stored variant a request selects: ("hit", its key, the entry), ("miss", the key
+    it would have, None), ("miss", None, None) when nothing is stored, or ("pass", None, None)."""
+    argv = [f"{keys.cache_base(url)}:entry"]
+    for name, value in request_headers:
+        argv += [name, value]
+    result = await RUN_LOOKUP([keys.cache_vary(url), keys.cache_pass(url)], argv)
+    found = result[0].decode()
+    entry_key = result[1].decode() if len(result) > 1 else None
+    entry = Entry.unpack(result[2]) if found == "hit" else None
+    return found, entry_key, entry
+
+
 def client_has_it(request_headers: Headers, response_headers: Headers) -> bool:
     """Return whether the client's conditional headers match the response (RFC 9110 13.2.2)."""
     if_none_match = header(request_headers, b"if-none-match")
@@ -244,7 +257,7 @@ class ResponseCache:
             await self.app(scope, receive, self._labelled(send, "BYPASS"))
             return
         try:
-            found, entry_key, entry = await self._lookup(url, scope["headers"])
+            found, entry_key, entry = await lookup(url, scope["headers"])
         except redis.RedisError as exc:
             logger.warning("response cache unavailable, going to the origin: %s", exc)
             stats.cache_outcome("BYPASS")
@@ -287,18 +300,6 @@ class ResponseCache:
         query = scope.get("query_string", b"").decode("latin-1")
         return f"{scope['path']}?{query}" if query else scope["path"]
 
-    async def _lookup(
-        self, url: str, request_headers: Headers
-    ) -> tuple[str, str | None, Entry | None]:
-        argv = [f"{keys.cache_base(url)}:entry"]
-        for name, value in request_headers:
-            argv += [name, value]
-        result = await RUN_LOOKUP([keys.cache_vary(url), keys.cache_pass(url)], argv)
-        found = result[0].decode()
-        entry_key = result[1].decode() if len(result) > 1 else None
-        entry = Entry.unpack(result[2]) if found == "hit" else None
-        return found, entry_key, entry
-
     async def _serve(
         self, send: ASGISendCallable, scope: Scope, entry: Entry, age: int, outcome: str
     ) -> None:
@@ -336,7 +337,7 @@ class ResponseCache:
         while self.clock() < deadline:
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.05)
-            found, _, entry = await self._lookup(url, scope["headers"])
+            found, _, entry = await lookup(url, scope["headers"])
             if entry is not None:
                 recorder(scope).cache_outcome("HIT")  # served from the entry another request filled
                 await self._serve(send, scope, entry, entry.age(self.clock()), "HIT")
