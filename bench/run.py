@@ -93,7 +93,7 @@ class World:
         self.workdir = workdir
         self.workers = workers
         self.processes = dev.Processes()
-        self.ports: dict[str, int] = {}
+        self.logs: dict[str, Path] = {}
         self.kinds: dict[str, str] = {}
         self.env: dict[str, str] = {}
 
@@ -153,23 +153,26 @@ class World:
         else:
             fields = {"port": str(port), "workers": str(self.workers)}
             argv = [str(BIN / WSGI_BASELINE[0]), *(p.format(**fields) for p in WSGI_BASELINE[1:])]
-        log = (self.workdir / f"{name.split(',')[0]}-{port}.log").open("wb")
-        process = subprocess.Popen(
-            argv, cwd=BASE_DIR, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-            preexec_fn=dev.die_with_parent, start_new_session=True,
-        )  # fmt: skip
-        self.processes.started.append((name, process))
+        self.spawn(name, argv, self.workdir / f"{name.split(',')[0]}-{port}.log")
         url = f"http://127.0.0.1:{port}"
         dev.wait_until(
             lambda: dev.http_ok(f"{url}/healthz"), timeout=60, what=name, processes=self.processes
         )
-        self.ports[name] = port
         return url
 
+    def spawn(self, name: str, argv: list[str], log: Path) -> None:
+        """Start a child in a session of its own, its output in `log`; stopped with the rest."""
+        self.logs[name] = log
+        with log.open("wb") as output:
+            process = subprocess.Popen(
+                argv, cwd=BASE_DIR, env=self.env, stdout=output, stderr=subprocess.STDOUT,
+                preexec_fn=dev.die_with_parent, start_new_session=True,
+            )  # fmt: skip
+        self.processes.started.append((name, process))
+
     def log_tail(self, name: str, lines: int = 40) -> str:
-        """Return the last lines of a server's log (workdir/<name>-<port>.log)."""
-        log = self.workdir / f"{name.split(',')[0]}-{self.ports[name]}.log"
-        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+        """Return the last lines of a child's log."""
+        return "\n".join(self.logs[name].read_text(errors="replace").splitlines()[-lines:])
 
     def start_celery(self) -> None:
         celery = [str(BIN / "celery"), "-A", "config.celery:app"]
@@ -177,12 +180,7 @@ class World:
             ("worker", [*celery, "worker", "--loglevel", "WARNING", "--concurrency", "1"]),
             ("beat", [*celery, "beat", "--loglevel", "WARNING", "-s", str(self.workdir / "beat")]),
         ):
-            log = (self.workdir / f"{name}.log").open("wb")
-            process = subprocess.Popen(
-                argv, cwd=BASE_DIR, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                preexec_fn=dev.die_with_parent, start_new_session=True,
-            )  # fmt: skip
-            self.processes.started.append((name, process))
+            self.spawn(name, argv, self.workdir / f"{name}.log")
 
     def start_nginx(self, body: bytes) -> str:
         root = self.workdir / "static"
