@@ -10,7 +10,7 @@ endif
 # Rebuilt only when a requirements file changes, so a second run starts in seconds.
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run cluster test lint format clean
+.PHONY: run cluster test lint format clean bench conformance
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed; set PYTHON=python3.11")'
@@ -43,3 +43,8 @@ clean:
 # Load and latency benchmarks (bench/run.py): a few minutes; installs wrk and nginx when root.
 bench: $(INSTALLED)
 	$(BIN)/python bench/run.py $(ARGS)
+
+# The public HTTP caching suite (http-cache-tests) against the gateway, nginx's proxy_cache as the
+# baseline (tests/conformance/run.py): about a minute; installs Node.js, npm and nginx when root.
+conformance: $(INSTALLED)
+	$(BIN)/python tests/conformance/run.py $(ARGS)
