@@ -11,28 +11,27 @@ import asyncio
 import hashlib
 import json
 import logging
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
+from urllib.parse import urljoin, urlsplit
 
 import msgpack
 import redis
 from asgiref.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 from django.utils.http import parse_etags, parse_http_date_safe
 
-from gateway import keys
+from gateway import cache_rules, keys
 from gateway.conf import gateway_setting
-from gateway.http import Headers, cache_directives, header, lower_names, seconds, without
+from gateway.http import Headers, header, header_values, lower_names, send_json, without
 from gateway.metrics import recorder
 from gateway.purge import PURGE_KEYS_SCRIPT
 from gateway.redis_client import Script, async_redis
 
 logger = logging.getLogger(__name__)
 
-# Statuses a cache may store given explicit freshness (RFC 9110 15.1's heuristically cacheable).
-STORABLE_STATUSES = {200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501}
 SERVER_ERRORS = {500, 502, 503, 504}
-NOT_STORED_HEADERS = (b"connection", b"keep-alive", b"transfer-encoding", b"set-cookie", b"age")
 NOT_MODIFIED_HEADERS = (
     b"cache-control",
     b"content-location",
@@ -44,11 +43,16 @@ NOT_MODIFIED_HEADERS = (
 )
 CONDITIONAL_HEADERS = (b"if-none-match", b"if-modified-since", b"if-match", b"if-unmodified-since")
 PASS_SECONDS = 30
+# A stale entry with a validator is kept this long past its windows, to be revalidated by a
+# conditional request (a 304 costs the origin no body) rather than fetched whole.
+VALIDATABLE_KEEP_SECONDS = 3600
 REFRESH_LOCK_SECONDS = 10
 FILL_LOCK_MS = 10_000
 
 # KEYS[1]: the URL's Vary spec, KEYS[2]: its pass marker. ARGV[1]: the entry key prefix, then the
 # request's header names and values. Finds the variant this request selects, in one round trip.
+# A selecting header's lines are combined and its list's whitespace dropped (RFC 9111 4.1), and
+# language tags compared without case, so equivalent requests select one variant.
 LOOKUP = """
 local spec = redis.call('GET', KEYS[1])
 if not spec then
@@ -56,10 +60,15 @@ if not spec then
   return {'miss'}
 end
 local request = {}
-for i = 2, #ARGV, 2 do request[ARGV[i]] = ARGV[i + 1] end
+for i = 2, #ARGV, 2 do
+  local name, value = ARGV[i], ARGV[i + 1]
+  request[name] = request[name] and (request[name] .. ',' .. value) or value
+end
 local parts = {}
 for _, name in ipairs(cjson.decode(spec)) do
-  parts[#parts + 1] = name .. ':' .. (request[name] or '')
+  local value = (request[name] or ''):gsub('%s*,%s*', ','):gsub('^%s+', ''):gsub('%s+$', '')
+  if name == 'accept-language' then value = value:lower() end
+  parts[#parts + 1] = name .. ':' .. value
 end
 local entry_key = ARGV[1] .. ':' .. redis.sha1hex(table.concat(parts, '\\n'))
 local entry = redis.call('GET', entry_key)
@@ -67,95 +76,102 @@ if not entry then return {'miss', entry_key} end
 return {'hit', entry_key, entry}
 """
 RUN_LOOKUP = Script(LOOKUP)
+LIST_SPACE = re.compile(rb"\s*,\s*")
 RUN_PURGE_KEYS = Script(PURGE_KEYS_SCRIPT)
 
 
 def variant_key(url: str, vary: list[str], request_headers: Headers) -> str:
     """Return the entry key of the variant a request selects, exactly as the LOOKUP script does."""
-    values = dict(request_headers)
-    parts = b"\n".join(name.encode() + b":" + values.get(name.encode(), b"") for name in vary)
-    digest = hashlib.sha1(parts, usedforsecurity=False).hexdigest()
+    parts = []
+    for name in vary:
+        lines = header_values(request_headers, name.encode())
+        value = LIST_SPACE.sub(b",", b",".join(lines)).strip()
+        parts.append(name.encode() + b":" + (value.lower() if name == "accept-language" else value))
+    digest = hashlib.sha1(b"\n".join(parts), usedforsecurity=False).hexdigest()
     return f"{keys.cache_base(url)}:entry:{digest}"
 
 
 @dataclass
 class Entry:
-    """A stored response and the freshness it was stored with."""
+    """A stored response and the freshness it was stored with (RFC 9111 4.2)."""
 
     status: int
     headers: Headers
     body: bytes
-    stored_at: float
-    initial_age: int
-    fresh_for: int
+    stored_at: float  # when its response reached this cache
+    initial_age: int  # its corrected initial age then (4.2.3)
+    fresh_for: int  # its freshness lifetime (4.2.1)
     stale_while_revalidate: int
     stale_if_error: int
+    never_stale: bool  # must-revalidate, proxy-revalidate or no-cache: validated once stale
 
     def age(self, now: float) -> int:
         return max(0, int(now - self.stored_at)) + self.initial_age
 
+    def may_serve_stale(self, age: int, window: int) -> bool:
+        return not self.never_stale and age < self.fresh_for + window
+
     def pack(self) -> bytes:
         return msgpack.packb(
             [self.status, [list(h) for h in self.headers], self.body, self.stored_at,
-             self.initial_age, self.fresh_for, self.stale_while_revalidate, self.stale_if_error]
+             self.initial_age, self.fresh_for, self.stale_while_revalidate, self.stale_if_error,
+             self.never_stale]
         )  # fmt: skip
 
     @classmethod
-    def unpack(cls, raw: bytes) -> Entry:
+    def unpack(cls, raw: bytes) -> Entry | None:
+        """Return the stored entry, or None for one stored in an older layout (a miss)."""
+        fields = msgpack.unpackb(raw, use_list=False)
+        if len(fields) != 9:
+            return None
         # Tuples, not lists: the headers come out as the (name, value) pairs ASGI sends.
-        status, headers, body, stored_at, initial_age, fresh, swr, sie = msgpack.unpackb(
-            raw, use_list=False
-        )
-        return cls(status, list(headers), body, stored_at, initial_age, fresh, swr, sie)
+        status, headers, body, *freshness = fields
+        return cls(status, list(headers), body, *freshness)
 
 
 @dataclass
 class Captured:
-    """A response as the origin sent it."""
+    """A response as the origin sent it, and when it was asked for and answered."""
 
     status: int = 0
     headers: Headers = field(default_factory=list)
     body: bytearray = field(default_factory=bytearray)
     complete: bool = False
     too_large: bool = False
+    request_time: float = 0.0
+    response_time: float = 0.0
 
 
 def storable_entry(
-    captured: Captured, request_headers: Headers, now: float
+    captured: Captured, request_headers: Headers
 ) -> tuple[Entry, list[str], list[str]] | None:
     """Return (entry, vary, tags) when a shared cache may store it, else None (RFC 9111 3)."""
-    if not captured.complete or captured.too_large or captured.status not in STORABLE_STATUSES:
+    if not captured.complete or captured.too_large:
         return None
-    if header(captured.headers, b"set-cookie") is not None:
+    if not cache_rules.may_store(captured.status, request_headers, captured.headers):
         return None
-    directives = cache_directives(header(captured.headers, b"cache-control"))
-    if {"no-store", "private", "no-cache"} & directives.keys():
-        return None
-    # Only what is explicitly fresh for shared caches: s-maxage, or max-age with public.
-    fresh_for = seconds(directives, "s-maxage")
-    if fresh_for is None and "public" in directives:
-        fresh_for = seconds(directives, "max-age")
-    if fresh_for is None:
-        return None
-    if header(request_headers, b"authorization") and not (
-        {"public", "s-maxage"} & directives.keys()
-    ):
-        return None
-    vary_header = (header(captured.headers, b"vary") or b"").decode("latin-1")
+    vary_header = b", ".join(header_values(captured.headers, b"vary")).decode("latin-1")
     vary = sorted({name.strip().lower() for name in vary_header.split(",") if name.strip()})
     if "*" in vary:
         return None
-    initial_age = (header(captured.headers, b"age") or b"0").decode()
+    fresh = cache_rules.freshness(
+        captured.headers, request_time=captured.request_time, response_time=captured.response_time
+    )
+    validator = header(captured.headers, b"etag") or header(captured.headers, b"last-modified")
+    windows = 0 if fresh.never_stale else fresh.stale_while_revalidate + fresh.stale_if_error
+    if not (fresh.lifetime or validator or windows):
+        return None  # stale at once and nothing to revalidate with: every use would fetch it anew
     tags = (header(captured.headers, b"cache-tag") or b"").decode("latin-1")
     entry = Entry(
         status=captured.status,
-        headers=without(captured.headers, *NOT_STORED_HEADERS),
+        headers=cache_rules.stored_headers(captured.headers),
         body=bytes(captured.body),
-        stored_at=now,
-        initial_age=int(initial_age) if initial_age.isdigit() else 0,
-        fresh_for=fresh_for,
-        stale_while_revalidate=seconds(directives, "stale-while-revalidate") or 0,
-        stale_if_error=seconds(directives, "stale-if-error") or 0,
+        stored_at=captured.response_time,
+        initial_age=fresh.initial_age,
+        fresh_for=fresh.lifetime,
+        stale_while_revalidate=fresh.stale_while_revalidate,
+        stale_if_error=fresh.stale_if_error,
+        never_stale=fresh.never_stale,
     )
     return entry, vary, [tag.strip() for tag in tags.split(",") if tag.strip()]
 
@@ -170,7 +186,7 @@ async def lookup(url: str, request_headers: Headers) -> tuple[str, str | None, E
     found = result[0].decode()
     entry_key = result[1].decode() if len(result) > 1 else None
     entry = Entry.unpack(result[2]) if found == "hit" else None
-    return found, entry_key, entry
+    return ("miss" if found == "hit" and entry is None else found), entry_key, entry
 
 
 def client_has_it(request_headers: Headers, response_headers: Headers) -> bool:
@@ -227,6 +243,37 @@ def quiet_receive() -> ASGIReceiveCallable:
     return receive
 
 
+def fresh_enough_for(request_cc: dict[str, str | None], entry: Entry, age: int) -> bool:
+    """Return whether a fresh entry meets the request's own limits (RFC 9111 5.2.1)."""
+    if "no-cache" in request_cc:
+        return False
+    max_age = cache_rules.delta_seconds(request_cc, "max-age")
+    if max_age is not None and age > max_age:
+        return False
+    min_fresh = cache_rules.delta_seconds(request_cc, "min-fresh")
+    return min_fresh is None or entry.fresh_for - age >= min_fresh
+
+
+def stale_allowed_by(request_cc: dict[str, str | None]) -> int:
+    """Return how many seconds past freshness the request accepts (max-stale; 5.2.1.2)."""
+    if "max-stale" not in request_cc or "no-cache" in request_cc:
+        return 0
+    if request_cc["max-stale"] is None:
+        return cache_rules.MAX_DELTA_SECONDS  # a bare max-stale: any staleness
+    return max(cache_rules.delta_seconds(request_cc, "max-stale") or 0, 0)
+
+
+def revalidation_scope(scope: Scope, entry: Entry) -> Scope:
+    """The request that asks the origin whether a stored entry is still current (RFC 9111 4.3.1)."""
+    validators = []
+    if etag := header(entry.headers, b"etag"):
+        validators.append((b"if-none-match", etag))
+    if last_modified := header(entry.headers, b"last-modified"):
+        validators.append((b"if-modified-since", last_modified))
+    plain = origin_scope(scope)
+    return {**plain, "headers": [*plain["headers"], *validators]}
+
+
 class ResponseCache:
     """Answer GET and HEAD from Redis when RFC 9111 allows; otherwise fetch from Django, once."""
 
@@ -247,7 +294,7 @@ class ResponseCache:
             await self._unsafe(scope, receive, send)
             return
         url = self._url(scope)
-        request_cc = cache_directives(header(scope["headers"], b"cache-control"))
+        request_cc = cache_rules.directives(scope["headers"])
         # If-Match and If-Unmodified-Since are the origin's to judge, against its current state.
         precondition = header(scope["headers"], b"if-match") or header(
             scope["headers"], b"if-unmodified-since"
@@ -268,23 +315,35 @@ class ResponseCache:
             await self._fetch_and_store(scope, receive, send, url, outcome="BYPASS")
             return
         if entry is None:
+            if "only-if-cached" in request_cc:
+                await self._not_cached(send)
+                return
             stats.cache_outcome("MISS")
             await self._collapsed_miss(scope, receive, send, url)
             return
         age = entry.age(self.clock())
-        wants_revalidation = "no-cache" in request_cc or request_cc.get("max-age") == "0"
-        if wants_revalidation and await self._may_revalidate(entry_key):
-            stats.cache_outcome("MISS")
-            await self._fetch_and_store(scope, receive, send, url, outcome="MISS")
-        elif age < entry.fresh_for:
-            stats.cache_outcome("HIT")
-            await self._serve(send, scope, entry, age, "HIT")
-        elif age < entry.fresh_for + entry.stale_while_revalidate:
+        if age < entry.fresh_for:
+            if not request_cc or fresh_enough_for(request_cc, entry, age):
+                stats.cache_outcome("HIT")
+                await self._serve(send, scope, entry, age, "HIT")
+                return
+            if not await self._may_revalidate(entry_key):  # clients cannot empty the cache
+                stats.cache_outcome("HIT")
+                await self._serve(send, scope, entry, age, "HIT")
+                return
+        elif entry.may_serve_stale(age, stale_allowed_by(request_cc)):
             stats.cache_outcome("STALE")
             await self._serve(send, scope, entry, age, "STALE")
-            self._refresh_in_background(scope, url, entry_key)
-        else:
-            await self._revalidate_or_serve_stale(scope, receive, send, url, entry, age)
+            return
+        elif entry.may_serve_stale(age, entry.stale_while_revalidate):
+            stats.cache_outcome("STALE")
+            await self._serve(send, scope, entry, age, "STALE")
+            self._refresh_in_background(scope, url, entry_key, entry)
+            return
+        if "only-if-cached" in request_cc:
+            await self._not_cached(send)
+            return
+        await self._revalidate_or_serve_stale(scope, receive, send, url, entry, age)
 
     # --- lookups and serving -------------------------------------------------------------------
 
@@ -347,16 +406,22 @@ class ResponseCache:
         await self._fetch_and_store(scope, receive, send, url, outcome="MISS")
 
     async def _fetch(
-        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable | None
+        self,
+        scope: Scope,
+        receive: ASGIReceiveCallable,
+        send: ASGISendCallable | None,
+        upstream: Scope | None = None,
     ) -> Captured:
-        """Run Django for a storable GET; stream to `send` as it comes unless it is None."""
-        captured = Captured()
+        """Run Django for a storable GET (`upstream`, else the plain GET of `scope`); stream the
+        answer to `send` as it comes unless it is None."""
+        captured = Captured(request_time=self.clock())
         cap = gateway_setting("CACHE_MAX_ENTRY_BYTES")
         not_modified = False
 
         async def capture(event: dict) -> None:
             nonlocal not_modified
             if event["type"] == "http.response.start":
+                captured.response_time = self.clock()
                 captured.status = event["status"]
                 captured.headers = lower_names(event.get("headers", []))
                 if send is None:
@@ -384,7 +449,7 @@ class ResponseCache:
             elif send is not None:
                 await send(event)
 
-        await self.app(origin_scope(scope), receive, capture)
+        await self.app(upstream or origin_scope(scope), receive, capture)
         return captured
 
     async def _fetch_and_store(
@@ -423,25 +488,46 @@ class ResponseCache:
         entry: Entry,
         age: int,
     ) -> None:
-        """Past freshness: ask Django, but serve the stale copy if Django fails (stale-if-error)."""
+        """Ask the origin whether the entry is current; serve it stale if the origin fails and
+        the entry allows it (stale-if-error), never when it says must-revalidate."""
         stats = recorder(scope)
         captured, error = None, None
         try:
-            captured = await self._fetch(scope, receive, None)
+            captured, revalidated = await self._validate(scope, receive, url, entry)
         except Exception as exc:  # any failure of the origin is what stale-if-error covers
             logger.exception("origin failed for %s", url)
             error = exc
         failed = error is not None or captured.status in SERVER_ERRORS
-        if failed and age < entry.fresh_for + entry.stale_if_error:
+        if failed and (age < entry.fresh_for or entry.may_serve_stale(age, entry.stale_if_error)):
             stats.cache_outcome("STALE")
             await self._serve(send, scope, entry, age, "STALE")
             return
         if error is not None:
             raise error
         stats.cache_outcome("MISS")
+        if revalidated is not None:
+            age = revalidated.age(self.clock())
+            await self._serve(send, scope, revalidated, age, "REVALIDATED")
+            return
         headers = [*captured.headers, (b"x-cache", b"MISS")]
         await send_response(send, scope, captured.status, headers, bytes(captured.body))
-        await self._store(url, scope["headers"], captured)
+
+    async def _validate(
+        self, scope: Scope, receive: ASGIReceiveCallable, url: str, entry: Entry
+    ) -> tuple[Captured, Entry | None]:
+        """Send the origin a conditional request for the entry and store what comes back.
+
+        A 304 makes the stored response current again, its headers freshened by the 304's
+        (RFC 9111 4.3.3, 4.3.4): it is returned as the new entry, else None.
+        """
+        captured = await self._fetch(scope, receive, None, revalidation_scope(scope, entry))
+        not_modified = captured.status == 304 and captured.complete
+        if not_modified:
+            captured.status = entry.status
+            captured.headers = cache_rules.updated_headers(entry.headers, captured.headers)
+            captured.body = bytearray(entry.body)
+        stored = await self._store(url, scope["headers"], captured, replaces=True)
+        return captured, stored if not_modified else None
 
     async def _may_revalidate(self, entry_key: str) -> bool:
         """Let a client's no-cache through to Django at most once per entry per interval."""
@@ -449,15 +535,14 @@ class ResponseCache:
         lock = keys.cache_refresh_lock(entry_key)
         return bool(await async_redis().execute("SET", lock, 1, "NX", "PX", interval_ms))
 
-    def _refresh_in_background(self, scope: Scope, url: str, entry_key: str) -> None:
+    def _refresh_in_background(self, scope: Scope, url: str, entry_key: str, entry: Entry) -> None:
         """stale-while-revalidate: one refresh per entry, after the stale copy has been sent."""
 
         async def refresh() -> None:
             lock = keys.cache_refresh_lock(entry_key)
             if not await async_redis().execute("SET", lock, 1, "NX", "EX", REFRESH_LOCK_SECONDS):
                 return
-            captured = await self._fetch(scope, quiet_receive(), None)
-            await self._store(url, scope["headers"], captured)
+            await self._validate(scope, quiet_receive(), url, entry)
 
         task = asyncio.get_running_loop().create_task(refresh())
         self.background.add(task)
@@ -468,22 +553,38 @@ class ResponseCache:
         while self.background:
             await asyncio.gather(*self.background, return_exceptions=True)
 
-    async def _store(self, url: str, request_headers: Headers, captured: Captured) -> None:
-        stored = storable_entry(captured, request_headers, self.clock())
+    async def _not_cached(self, send: ASGISendCallable) -> None:
+        """only-if-cached with nothing storable to give: 504 (RFC 9111 5.2.1.7)."""
+        body = {"detail": "Not in the cache, and only-if-cached was asked.", "code": "not_cached"}
+        await send_json(send, 504, body, [(b"x-cache", b"MISS")])
+
+    async def _store(
+        self, url: str, request_headers: Headers, captured: Captured, *, replaces: bool = False
+    ) -> Entry | None:
+        """Store the response when a shared cache may; return the entry stored, else None.
+
+        `replaces`: the response answers a revalidation, so when it may not be stored, what
+        was stored for its URL must not be served again either.
+        """
+        stored = storable_entry(captured, request_headers)
         client = async_redis()
         try:
             if stored is None:
                 if captured.complete and captured.status not in SERVER_ERRORS:
-                    await client.execute("SET", keys.cache_pass(url), 1, "EX", PASS_SECONDS)
-                return
+                    commands = [("SET", keys.cache_pass(url), 1, "EX", PASS_SECONDS)]
+                    if replaces:
+                        commands.append(("DEL", keys.cache_vary(url)))
+                    await client.transaction(commands)
+                return None
             entry, vary, tags = stored
             entry_key = variant_key(url, vary, request_headers)
             max_ttl = gateway_setting("CACHE_MAX_TTL")
-            ttl = min(
-                entry.fresh_for + max(entry.stale_while_revalidate, entry.stale_if_error), max_ttl
-            )
+            windows = max(entry.stale_while_revalidate, entry.stale_if_error)
+            if header(entry.headers, b"etag") or header(entry.headers, b"last-modified"):
+                windows = max(windows, VALIDATABLE_KEEP_SECONDS)
+            ttl = min(entry.fresh_for + windows - entry.initial_age, max_ttl)
             if ttl <= 0:
-                return
+                return None
             commands = [
                 ("SET", entry_key, entry.pack(), "EX", ttl),
                 ("SET", keys.cache_vary(url), json.dumps(vary), "EX", max_ttl),
@@ -499,28 +600,39 @@ class ResponseCache:
             await client.transaction(commands)
         except redis.RedisError as exc:
             logger.warning("could not store %s in the response cache: %s", url, exc)
+            return None
+        return entry
 
     # --- unsafe methods --------------------------------------------------------------------------
 
     async def _unsafe(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
-        """Pass writes through; a successful one invalidates its URL and Location (RFC 9111 4.4)."""
+        """Pass writes through; a successful one invalidates its URL, and the URLs its Location
+        and Content-Location name on this host (RFC 9111 4.4)."""
         status = 0
-        location = None
+        named: list[bytes] = []
 
         async def watch(event: dict) -> None:
-            nonlocal status, location
+            nonlocal status
             if event["type"] == "http.response.start":
                 status = event["status"]
-                location = header(lower_names(event.get("headers", [])), b"location")
+                headers = lower_names(event.get("headers", []))
+                named.extend(v for k, v in headers if k in (b"location", b"content-location"))
             await send(event)
 
         await self.app(scope, receive, watch)
         if 200 <= status < 400:
-            urls = [scope["path"], *([location.decode("latin-1")] if location else [])]
+            target = self._url(scope)
+            urls = {scope["path"], target}
+            host = (header(scope["headers"], b"host") or b"").decode("latin-1")
+            for value in named:
+                # Resolved against the request's URL; another host's URL is not ours to drop.
+                parts = urlsplit(urljoin(target, value.decode("latin-1")))
+                if not parts.netloc or parts.netloc == host:
+                    urls.add(f"{parts.path}?{parts.query}" if parts.query else parts.path)
             try:
-                await purge_urls_async(urls)
+                await purge_urls_async(sorted(urls))
             except redis.RedisError as exc:
                 logger.warning("could not invalidate %s after a write: %s", urls, exc)
 

@@ -41,7 +41,8 @@ class ForwardToOrigin:
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
         if self.client is None:  # created on the server's loop, not at import
-            # No keep-alive, as nginx to its upstreams: the suite's origin sends bodies where none belong.
+            # No keep-alive, as nginx to its upstreams: the suite's origin sends bodies where
+            # none belong (a 304's, a HEAD's), which would garble the next response.
             limits = httpx.Limits(max_keepalive_connections=0)
             self.client = httpx.AsyncClient(timeout=30, limits=limits)
         body = b""
@@ -61,14 +62,26 @@ class ForwardToOrigin:
             await send_json(send, 502, {"detail": f"origin failed: {exc!r}", "code": "bad_gateway"})
             return
         try:
+            # A proxy drops the hop-by-hop fields and those its Connection names (RFC 9110 7.6.1).
+            listed = {
+                name.strip().lower().encode("latin-1")
+                for value in response.headers.get_list("connection")
+                for name in value.split(",")
+            }
             response_headers = [
-                (k.lower(), v) for k, v in response.headers.raw if k.lower() not in HOP_BY_HOP
+                (k.lower(), v)
+                for k, v in response.headers.raw
+                if k.lower() not in HOP_BY_HOP and k.lower() not in listed
             ]
             raw = b"".join([chunk async for chunk in response.aiter_raw()])
         finally:
             await response.aclose()
         await send(
-            {"type": "http.response.start", "status": response.status_code, "headers": response_headers}
+            {
+                "type": "http.response.start",
+                "status": response.status_code,
+                "headers": response_headers,
+            }
         )
         await send({"type": "http.response.body", "body": raw})
 

@@ -118,7 +118,9 @@ def start_servers(processes: dev.Processes, run_dir: Path, caches: list[str]) ->
         "npm_config_port": str(origin_port),
         "npm_config_pidfile": str(run_dir / "origin.pid"),
     }
-    spawn(processes, "origin", ["node", str(SUITE_DIR / "server" / "server.mjs")], suite_env, run_dir)
+    spawn(
+        processes, "origin", ["node", str(SUITE_DIR / "server" / "server.mjs")], suite_env, run_dir
+    )
     dev.wait_until(
         lambda: answers(f"http://127.0.0.1:{origin_port}/state/none"),
         timeout=30, what="the suite's origin", processes=processes,
@@ -146,9 +148,7 @@ def start_servers(processes: dev.Processes, run_dir: Path, caches: list[str]) ->
         # As root, nginx's workers would run as nobody, who may not write this run's directory.
         user = "user root;" if os.geteuid() == 0 else ""
         conf.write_text(
-            NGINX_CONF.format(
-                user=user, run_dir=run_dir, port=nginx_port, origin_port=origin_port
-            )
+            NGINX_CONF.format(user=user, run_dir=run_dir, port=nginx_port, origin_port=origin_port)
         )
         nginx = [cluster.nginx_binary(), "-p", str(run_dir), "-c", str(conf)]
         spawn(processes, "nginx", [*nginx, "-e", str(run_dir / "error.log")], os.environ, run_dir)
@@ -211,7 +211,7 @@ def list_tests() -> list[dict]:
 
 
 def outcomes(tests: list[dict], results: dict) -> dict[str, str]:
-    """Judge each test as the suite's own report does, a failed dependency failing its dependents."""
+    """Judge each test as the suite's report does: a failed dependency fails its dependents."""
     by_id = {test["id"]: test for test in tests}
     judged: dict[str, str] = {}
 

@@ -51,21 +51,28 @@ async def test_a_response_fresh_for_shared_caches_is_served_from_the_cache(cache
     assert len(origin.calls) == 1
 
 
-async def test_max_age_with_public_is_stored(cache, origin):
-    origin.headers = {"cache-control": "public, max-age=30"}
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"cache-control": "public, max-age=30"},
+        # RFC 9111 3: explicit freshness alone lets a shared cache store it, `public` or not.
+        {"cache-control": "max-age=30"},
+        {"expires": "Fri, 01 Jan 2100 00:00:00 GMT"},
+    ],
+)
+async def test_an_answer_with_explicit_freshness_is_stored(cache, origin, headers):
+    origin.headers = headers
 
     await get(cache)
     second = await get(cache)
 
     assert second.headers["x-cache"] == "HIT"
+    assert len(origin.calls) == 1
 
 
 @pytest.mark.parametrize(
     "headers",
     [
-        {
-            "cache-control": "max-age=30"
-        },  # fresh for browsers only: not explicitly for shared caches
         {"cache-control": "private, max-age=30"},
         {"cache-control": "public, s-maxage=60, no-store"},
         {"cache-control": "public, s-maxage=60", "set-cookie": "session=abc"},
