@@ -9,7 +9,7 @@ from gateway.throttling import Throttle
 
 
 class Gateway:
-    """Wrap the project's ASGI application with the edge layers (see DESIGN.md, request paths).
+    """Wrap the project's ASGI application with the edge layers (docs/architecture.md).
 
     Request id, access log and metrics; then the JWT, checked once; then the throttle; then the
     shared response cache; and only then Django.
