@@ -32,24 +32,6 @@ def without(headers: Headers, *names: bytes) -> Headers:
     return [(key, value) for key, value in headers if key.lower() not in names]
 
 
-def cache_directives(value: bytes | None) -> dict[str, str | None]:
-    """Parse a Cache-Control header into {directive: argument or None}."""
-    directives: dict[str, str | None] = {}
-    if not value:
-        return directives
-    for part in value.decode("latin-1").split(","):
-        name, _, argument = part.strip().partition("=")
-        if name:
-            directives[name.lower()] = argument.strip('"') if argument else None
-    return directives
-
-
-def seconds(directives: dict[str, str | None], name: str) -> int | None:
-    """Return a directive's delta-seconds argument, or None when absent or malformed."""
-    raw = directives.get(name)
-    return int(raw) if raw is not None and raw.isdigit() else None
-
-
 async def send_json(
     send: ASGISendCallable, status: int, body: dict, headers: Headers | None = None
 ) -> None:

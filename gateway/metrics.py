@@ -26,7 +26,8 @@ logger = logging.getLogger(__name__)
 
 # Upper bounds of the latency histogram, in seconds (Prometheus `le`).
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, float("inf"))
-CACHE_OUTCOMES = ("HIT", "STALE", "MISS", "BYPASS")
+# REVALIDATED: a stale entry that Django confirmed with a 304 (it entered Django, rendered nothing).
+CACHE_OUTCOMES = ("HIT", "STALE", "REVALIDATED", "MISS", "BYPASS")
 STATS_KEY = "gateway_stats"
 
 

@@ -76,6 +76,11 @@ if not entry then return {'miss', entry_key} end
 return {'hit', entry_key, entry}
 """
 RUN_LOOKUP = Script(LOOKUP)
+# Releases a lock only while it is still ours: a fill that outlived its lock must not drop the
+# next filler's.
+RELEASE_OWN_LOCK = Script(
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+)
 LIST_SPACE = re.compile(rb"\s*,\s*")
 RUN_PURGE_KEYS = Script(PURGE_KEYS_SCRIPT)
 
@@ -389,7 +394,7 @@ class ResponseCache:
             try:
                 await self._fetch_and_store(scope, receive, send, url, outcome="MISS")
             finally:
-                await client.execute("DEL", keys.cache_fill_lock(url))
+                await RELEASE_OWN_LOCK([keys.cache_fill_lock(url)], [token])
             return
         deadline = self.clock() + gateway_setting("COLLAPSE_WAIT_SECONDS")
         pause = 0.005
@@ -504,11 +509,12 @@ class ResponseCache:
             return
         if error is not None:
             raise error
-        stats.cache_outcome("MISS")
         if revalidated is not None:
+            stats.cache_outcome("REVALIDATED")
             age = revalidated.age(self.clock())
             await self._serve(send, scope, revalidated, age, "REVALIDATED")
             return
+        stats.cache_outcome("MISS")
         headers = [*captured.headers, (b"x-cache", b"MISS")]
         await send_response(send, scope, captured.status, headers, bytes(captured.body))
 

@@ -5,10 +5,12 @@ needed; together with tests/gateway/test_response_cache.py they keep the gateway
 without running the suite.
 """
 
+import asyncio
+
 import pytest
 from django.utils.http import http_date
 
-from gateway import cache_rules
+from gateway import cache_rules, keys
 from gateway.response_cache import ResponseCache
 from tests.gateway.conftest import client_for
 from tests.gateway.test_response_cache import Clock, get
@@ -417,3 +419,23 @@ async def test_a_write_invalidates_its_url_with_its_query(cache, origin):
     after = await get(cache, "/thing?page=2")
 
     assert after.headers["x-cache"] == "MISS"
+
+
+# --- collapsing -----------------------------------------------------------------------------------
+
+
+async def test_a_fill_that_outlived_its_lock_leaves_the_next_fillers_lock(
+    cache, origin, redis_client
+):
+    origin.delay = 0.2
+    fill = asyncio.create_task(get(cache))
+    while not origin.calls:  # the filler holds the lock and is in the origin
+        await asyncio.sleep(0)
+    redis_client.set(keys.cache_fill_lock("/thing"), "the-next-filler")  # ours expired, retaken
+
+    await fill
+
+    assert redis_client.get(keys.cache_fill_lock("/thing")) in (
+        "the-next-filler",
+        b"the-next-filler",
+    )

@@ -41,7 +41,7 @@
       const row = document.createElement("tr");
       const total = Object.values(r.requests).reduce((a, b) => a + b, 0);
       const throttled = Object.values(r.throttled).reduce((a, b) => a + b, 0);
-      const cells = [route, total, r.cache.HIT || 0, r.cache.STALE || 0, r.cache.MISS || 0, r.cache.BYPASS || 0, throttled];
+      const cells = [route, total, r.cache.HIT || 0, r.cache.STALE || 0, r.cache.REVALIDATED || 0, r.cache.MISS || 0, r.cache.BYPASS || 0, throttled];
       cells.forEach((value, i) => {
         const cell = document.createElement("td");
         cell.textContent = value;
