@@ -207,7 +207,8 @@ def client_has_it(request_headers: Headers, response_headers: Headers) -> bool:
         tags = parse_etags(if_none_match.decode("latin-1"))
         return "*" in tags or weak(etag.decode("latin-1")) in {weak(tag) for tag in tags}
     if_modified_since = header(request_headers, b"if-modified-since")
-    last_modified = header(response_headers, b"last-modified")
+    # RFC 9111 4.3.2: without a Last-Modified, the response's Date stands for it.
+    last_modified = header(response_headers, b"last-modified") or header(response_headers, b"date")
     if if_modified_since is None or last_modified is None:
         return False
     since = parse_http_date_safe(if_modified_since.decode("latin-1"))

@@ -277,13 +277,13 @@ def report(tests: list[dict], judged_by_cache: dict[str, dict[str, str]]) -> str
             for judged in judged_by_cache.values()
         ]
         lines.append(f"| {label} | {' | '.join(str(n) for n in counts)} |")
-    lines += ["", f"| section (required passed / required; optional passed / optional) "
+    lines += ["", f"| section: passed / tests, required; optional; informational "
               f"| {' | '.join(caches)} |", f"|---|{'---:|' * len(caches)}"]  # fmt: skip
     for section in dict.fromkeys(t["section"] for t in tests):
         cells = []
         for judged in judged_by_cache.values():
             cell = []
-            for kind, passed in (("required", {"pass"}), ("optimal", {"pass"})):
+            for kind, passed in (("required", {"pass"}), ("optimal", {"pass"}), ("check", {"yes"})):
                 of_kind = [t for t in tests if t["section"] == section and t["kind"] == kind]
                 ok = sum(1 for t in of_kind if judged[t["id"]] in passed)
                 cell.append(f"{ok}/{len(of_kind)}" if of_kind else "-")

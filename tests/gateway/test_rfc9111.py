@@ -254,6 +254,17 @@ async def test_an_entry_whose_revalidation_is_no_longer_storable_is_not_served_a
     assert after.headers["x-cache"] == "BYPASS"
 
 
+async def test_without_a_last_modified_if_modified_since_is_compared_with_date(
+    cache, origin, clock
+):
+    origin.headers = {"cache-control": "max-age=60", "date": http_date(clock.now - 10)}
+    await get(cache)
+
+    conditional = await get(cache, headers={"If-Modified-Since": http_date(clock.now)})
+
+    assert conditional.status_code == 304
+
+
 # --- serving stale (4.2.4) ------------------------------------------------------------------------
 
 
