@@ -1,9 +1,8 @@
 """The Gateway ASGI application: the edge layers, composed in the order a request meets them."""
 
-from asgiref.typing import ASGIReceiveCallable, ASGISendCallable, Scope
-
 from gateway.auth import EdgeAuth
 from gateway.context import RequestContext
+from gateway.http import ASGIApp, Receive, Scope, Send
 from gateway.response_cache import ResponseCache
 from gateway.throttling import Throttle
 
@@ -15,11 +14,9 @@ class Gateway:
     shared response cache; and only then Django.
     """
 
-    def __init__(self, app) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.response_cache = ResponseCache(app)
         self.app = RequestContext(EdgeAuth(Throttle(self.response_cache)))
 
-    async def __call__(
-        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
-    ) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.app(scope, receive, send)

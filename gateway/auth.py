@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 from urllib.parse import parse_qs
 
-from asgiref.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 from rest_framework_simplejwt.exceptions import TokenError
 
-from gateway.http import header_values, send_json
+from gateway.http import ASGIApp, Receive, Scope, Send, header_values, send_json
 from sessions_demo.tokens import access_token_claims
 
 logger = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ def bearer_tokens(scope: Scope) -> list[str]:
     return tokens
 
 
-def verified_claims(scope: Scope) -> dict | None:
+def verified_claims(scope: Scope) -> dict[str, Any] | None:
     """Return the claims of the request's one valid token, or None; raise CredentialError."""
     tokens = bearer_tokens(scope)
     if not tokens:
@@ -59,12 +59,10 @@ def verified_claims(scope: Scope) -> dict | None:
 class EdgeAuth:
     """Verify the request's JWT once; put its claims in the scope, or refuse the request."""
 
-    def __init__(self, app) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(
-        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
-    ) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
@@ -76,9 +74,7 @@ class EdgeAuth:
         await self.app({**scope, CLAIMS_KEY: claims}, receive, send)
 
 
-async def refuse(
-    scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable, error: CredentialError
-) -> None:
+async def refuse(scope: Scope, receive: Receive, send: Send, error: CredentialError) -> None:
     """Answer a refused request: JSON over HTTP; over WebSocket, close before accepting."""
     if scope["type"] == "websocket":
         await receive()  # the websocket.connect event

@@ -35,7 +35,9 @@ INVALID = -1  # a directive or field present but malformed: the response is stal
 
 def split_list(value: str) -> list[str]:
     """Split a comma-separated field value; a comma in a quoted string is not a separator."""
-    parts, current, quoted, escaped = [], [], False, False
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = escaped = False
     for char in value:
         if escaped:
             escaped = False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 from django.conf import settings
 
@@ -72,9 +73,9 @@ def rates(configured: dict[str, str]) -> dict[str, Rate]:
     return rates
 
 
-def from_env() -> dict:
+def from_env() -> dict[str, Any]:
     """Return the settings given in the environment (behind nginx, as `make cluster` runs)."""
-    found: dict = {}
+    found: dict[str, Any] = {}
     if env.is_set("GATEWAY_EDGE_PURGE_URLS"):
         found["EDGE_PURGE_URLS"] = env.csv("GATEWAY_EDGE_PURGE_URLS", [])
     if env.is_set("GATEWAY_TRUSTED_PROXY_HOPS"):
@@ -83,19 +84,19 @@ def from_env() -> dict:
 
 
 @cache
-def _merged() -> dict:
+def _merged() -> dict[str, Any]:
     configured = getattr(settings, "GATEWAY", {})
     merged = {**DEFAULTS, **configured, **from_env(), "RATES": rates(configured.get("RATES", {}))}
     merged["EXEMPT_PREFIXES"] = tuple(merged["EXEMPT_PREFIXES"])  # for str.startswith, once
     return merged
 
 
-def gateway_setting(name: str):
+def gateway_setting(name: str) -> Any:
     """Return one gateway setting."""
     return _merged()[name]
 
 
-def reset(**kwargs) -> None:
+def reset(**kwargs: Any) -> None:
     """Forget the merged settings, so that a changed GATEWAY setting takes effect (tests)."""
     if kwargs.get("setting", "GATEWAY") == "GATEWAY":
         _merged.cache_clear()

@@ -5,9 +5,8 @@ import os
 import re
 import time
 
-from asgiref.typing import ASGIReceiveCallable, ASGISendCallable, ASGISendEvent, HTTPScope
-
 from gateway.conf import gateway_setting
+from gateway.http import ASGIApp, Headers, Message, Receive, Scope, Send
 from gateway.metrics import STATS_KEY, RequestStats, buffer
 
 REQUEST_ID_HEADER = b"x-request-id"
@@ -17,9 +16,10 @@ _VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 access_logger = logging.getLogger("gateway.access")
 
 
-def split_request_id(headers: list[tuple[bytes, bytes]]) -> tuple[bytes, list]:
+def split_request_id(headers: Headers) -> tuple[bytes, Headers]:
     """Return the caller's X-Request-ID when well formed, else a new one; and the other headers."""
-    request_id, others = None, []
+    request_id: bytes | None = None
+    others: Headers = []
     for name, value in headers:
         if name != REQUEST_ID_HEADER:
             others.append((name, value))
@@ -35,12 +35,10 @@ class RequestContext:
 
     timer = staticmethod(time.perf_counter)
 
-    def __init__(self, app) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(
-        self, scope: HTTPScope, receive: ASGIReceiveCallable, send: ASGISendCallable
-    ) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -51,7 +49,7 @@ class RequestContext:
         scope = {**scope, "headers": headers, STATS_KEY: stats}
         status = 500  # what the client sees if the app fails before it starts a response
 
-        async def send_with_request_id(event: ASGISendEvent) -> None:
+        async def send_with_request_id(event: Message) -> None:
             nonlocal status
             if event["type"] == "http.response.start":
                 status = event["status"]

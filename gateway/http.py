@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import json
-
-from asgiref.typing import ASGISendCallable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 Headers = list[tuple[bytes, bytes]]
+# The ASGI types of the gateway's layers. asgiref.typing's TypedDicts tell each kind of scope and
+# event apart, so a layer that forwards what it did not build (any scope, any event) would narrow
+# or cast at every step. As Starlette's do, a scope is a str-keyed dict and a message a str-keyed
+# mapping (Django's own handler takes any mapping as a message).
+Scope = dict[str, Any]
+Message = Mapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 def lower_names(headers: Headers) -> Headers:
@@ -33,7 +42,7 @@ def without(headers: Headers, *names: bytes) -> Headers:
 
 
 async def send_json(
-    send: ASGISendCallable, status: int, body: dict, headers: Headers | None = None
+    send: Send, status: int, body: dict[str, Any], headers: Headers | None = None
 ) -> None:
     """Answer with a JSON body, as every error of this project is shaped."""
     payload = json.dumps(body).encode()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import collections
 import logging
 import time
 from collections import Counter
@@ -20,7 +21,8 @@ from django.urls import Resolver404, resolve
 
 from gateway import keys
 from gateway.conf import gateway_setting
-from gateway.redis_client import async_redis
+from gateway.http import Scope
+from gateway.redis_client import Argument, async_redis
 
 logger = logging.getLogger(__name__)
 
@@ -48,9 +50,10 @@ class RequestStats:
         self.throttled = policy
 
 
-def recorder(scope: dict) -> RequestStats:
+def recorder(scope: Scope) -> RequestStats:
     """Return the request's stats, kept in its scope by RequestContext (a loose one without it)."""
-    return scope.get(STATS_KEY) or RequestStats()
+    stats: RequestStats | None = scope.get(STATS_KEY)
+    return stats or RequestStats()
 
 
 @lru_cache(maxsize=4096)
@@ -78,7 +81,9 @@ class _Fields:
 
 
 @lru_cache(maxsize=8192)
-def _fields(route: str, status_class: str, le: str, cache: str | None, throttled: str | None):
+def _fields(
+    route: str, status_class: str, le: str, cache: str | None, throttled: str | None
+) -> _Fields:
     """The counters one request adds to, by what it was: worked out once per kind of request."""
     totals = [f"requests|{route}|{status_class}", f"duration_bucket|{route}|{le}"]
     second = ["requests", f"status:{status_class}", f"bucket:{le}"]
@@ -98,9 +103,9 @@ class MetricsBuffer:
 
     def __init__(self) -> None:
         self.totals: Counter[str] = Counter()
-        self.duration_sums: Counter[str] = Counter()
+        self.duration_sums: dict[str, float] = collections.defaultdict(float)
         self.seconds: dict[int, Counter[str]] = {}
-        self._flusher: asyncio.Task | None = None
+        self._flusher: asyncio.Task[None] | None = None
 
     def add_total(self, field: str, amount: int = 1) -> None:
         self.totals[field] += amount
@@ -136,9 +141,15 @@ class MetricsBuffer:
         totals, sums, seconds = self.totals, self.duration_sums, self.seconds
         if not (totals or seconds):
             return
-        self.totals, self.duration_sums, self.seconds = Counter(), Counter(), {}
+        self.totals, self.duration_sums, self.seconds = (
+            Counter(),
+            collections.defaultdict(float),
+            {},
+        )
         retention = gateway_setting("METRICS_RETENTION_SECONDS")
-        commands = [("HINCRBY", keys.metrics_totals(), f, n) for f, n in totals.items()]
+        commands: list[tuple[Argument, ...]] = [
+            ("HINCRBY", keys.metrics_totals(), f, n) for f, n in totals.items()
+        ]
         commands += [("HINCRBYFLOAT", keys.metrics_totals(), f, n) for f, n in sums.items()]
         for second, counts in seconds.items():
             commands += [("HINCRBY", keys.metrics_second(second), f, n) for f, n in counts.items()]

@@ -16,6 +16,7 @@ import hashlib
 import ssl
 import weakref
 from collections.abc import Sequence
+from typing import Any, cast
 
 import hiredis
 import redis.asyncio
@@ -26,8 +27,19 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 Argument = str | bytes | int | float
+# A reply's shape is its command's (or script's): the caller, who sent it, knows it.
+Reply = Any
 
-_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, PipelinedRedis] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def pack(command: Sequence[Argument]) -> bytes:
+    """Return a command in RESP, as hiredis packs it."""
+    # hiredis's stub declares a one-element tuple; the function takes any number of arguments.
+    packed: bytes = hiredis.pack_command(tuple(command))  # type: ignore[arg-type]
+    return packed
 
 
 def async_redis() -> PipelinedRedis:
@@ -53,15 +65,15 @@ class _RespProtocol(asyncio.Protocol):
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
         self.reader = hiredis.Reader(replyError=ResponseError)
-        self.waiting: collections.deque[tuple[asyncio.Future, float]] = collections.deque()
+        self.waiting: collections.deque[tuple[asyncio.Future[Reply], float]] = collections.deque()
         self.unsent: list[bytes] = []
-        self.transport: asyncio.Transport | None = None
+        self.transport: asyncio.Transport  # set by connection_made, before any other call
         self.open = False
         self.timed_out = False
         self.watchdog: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # a stream connection's
         self.open = True
 
     def data_received(self, data: bytes) -> None:
@@ -82,6 +94,7 @@ class _RespProtocol(asyncio.Protocol):
         self.open = False
         if self.watchdog is not None:
             self.watchdog.cancel()
+        error: redis.RedisError
         if self.timed_out:
             error = RedisTimeoutError(f"Redis did not answer within {self.timeout} s")
         else:
@@ -91,7 +104,7 @@ class _RespProtocol(asyncio.Protocol):
             if not future.done():
                 future.set_exception(error)
 
-    def send(self, command: bytes) -> asyncio.Future:
+    def send(self, command: bytes) -> asyncio.Future[Reply]:
         """Queue a packed command; return the future of its reply."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
@@ -138,29 +151,29 @@ class PipelinedRedis:
         self.protocol: _RespProtocol | None = None
         self.connecting = asyncio.Lock()
 
-    async def execute(self, *args: Argument) -> object:
+    async def execute(self, *args: Argument) -> Reply:
         """Send one command and return its reply."""
         protocol = await self._connection()
-        return await protocol.send(hiredis.pack_command(args))
+        return await protocol.send(pack(args))
 
-    async def execute_many(self, commands: Sequence[Sequence[Argument]]) -> list[object]:
+    async def execute_many(self, commands: Sequence[Sequence[Argument]]) -> list[Reply]:
         """Send commands back to back, in one write; return their replies, in order.
 
         Raises the first error reply, after every reply has come back.
         """
         protocol = await self._connection()
-        futures = [protocol.send(hiredis.pack_command(tuple(command))) for command in commands]
+        futures = [protocol.send(pack(command)) for command in commands]
         replies = await asyncio.gather(*futures, return_exceptions=True)
         for reply in replies:
             if isinstance(reply, BaseException):
                 raise reply
         return replies
 
-    async def transaction(self, commands: Sequence[Sequence[Argument]]) -> list[object]:
+    async def transaction(self, commands: Sequence[Sequence[Argument]]) -> list[Reply]:
         """Run commands in MULTI/EXEC, with no other client's command in between (no rollback)."""
         # Sent together and without a pause, no other task's command can land inside the MULTI.
         replies = await self.execute_many([("MULTI",), *commands, ("EXEC",)])
-        results = replies[-1]
+        results: list[Reply] = replies[-1]
         for result in results:
             if isinstance(result, ResponseError):
                 raise _reply_error(result)
@@ -206,9 +219,9 @@ class PipelinedRedis:
         if options.get("password"):
             credentials = [options.get("username"), options["password"]]
             auth = ("AUTH", *[part for part in credentials if part is not None])
-            handshake.append(protocol.send(hiredis.pack_command(auth)))
+            handshake.append(protocol.send(pack(auth)))
         if options.get("db"):
-            handshake.append(protocol.send(hiredis.pack_command(("SELECT", options["db"]))))
+            handshake.append(protocol.send(pack(("SELECT", options["db"]))))
         try:
             await asyncio.gather(*handshake)
         except ResponseError as exc:
@@ -232,7 +245,7 @@ class Script:
         self.text = text
         self.sha = hashlib.sha1(text.encode()).hexdigest()
 
-    async def __call__(self, keys: Sequence[str], args: Sequence[Argument] = ()) -> object:
+    async def __call__(self, keys: Sequence[str], args: Sequence[Argument] = ()) -> Reply:
         """Run it on this loop's client, in one round trip (two the first time a server sees it)."""
         client = async_redis()
         try:

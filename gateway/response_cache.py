@@ -19,15 +19,26 @@ from urllib.parse import urljoin, urlsplit
 
 import msgpack
 import redis
-from asgiref.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 from django.utils.http import parse_etags, parse_http_date_safe
 
 from gateway import cache_rules, keys
 from gateway.conf import gateway_setting
-from gateway.http import Headers, header, header_values, lower_names, send_json, without
+from gateway.http import (
+    ASGIApp,
+    Headers,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    header,
+    header_values,
+    lower_names,
+    send_json,
+    without,
+)
 from gateway.metrics import recorder
 from gateway.purge import PURGE_KEYS_SCRIPT
-from gateway.redis_client import Script, async_redis
+from gateway.redis_client import Argument, Script, async_redis
 
 logger = logging.getLogger(__name__)
 
@@ -117,11 +128,12 @@ class Entry:
         return not self.never_stale and age < self.fresh_for + window
 
     def pack(self) -> bytes:
-        return msgpack.packb(
+        packed: bytes = msgpack.packb(
             [self.status, [list(h) for h in self.headers], self.body, self.stored_at,
              self.initial_age, self.fresh_for, self.stale_while_revalidate, self.stale_if_error,
              self.never_stale]
         )  # fmt: skip
+        return packed
 
     @classmethod
     def unpack(cls, raw: bytes) -> Entry | None:
@@ -181,17 +193,21 @@ def storable_entry(
     return entry, vary, [tag.strip() for tag in tags.split(",") if tag.strip()]
 
 
-async def lookup(url: str, request_headers: Headers) -> tuple[str, str | None, Entry | None]:
+async def lookup(url: str, request_headers: Headers) -> tuple[str, str, Entry | None]:
     """Find the stored variant a request selects: ("hit", its key, the entry), ("miss", the key
-    it would have, None), ("miss", None, None) when nothing is stored, or ("pass", None, None)."""
-    argv = [f"{keys.cache_base(url)}:entry"]
+    it would have, None), ("miss", "", None) when nothing is stored, or ("pass", "", None)."""
+    argv: list[Argument] = [f"{keys.cache_base(url)}:entry"]
     for name, value in request_headers:
         argv += [name, value]
     result = await RUN_LOOKUP([keys.cache_vary(url), keys.cache_pass(url)], argv)
     found = result[0].decode()
-    entry_key = result[1].decode() if len(result) > 1 else None
+    entry_key = result[1].decode() if len(result) > 1 else ""
     entry = Entry.unpack(result[2]) if found == "hit" else None
     return ("miss" if found == "hit" and entry is None else found), entry_key, entry
+
+
+def _weak(tag: str) -> str:
+    return tag.removeprefix("W/")  # If-None-Match compares entity tags weakly (RFC 9110 13.1.2)
 
 
 def client_has_it(request_headers: Headers, response_headers: Headers) -> bool:
@@ -203,9 +219,8 @@ def client_has_it(request_headers: Headers, response_headers: Headers) -> bool:
             return False
         if if_none_match == etag:
             return True  # what a revalidating client sends; parsing the list cost more than a HIT
-        weak = lambda tag: tag.removeprefix("W/")  # noqa: E731 - If-None-Match compares weakly
         tags = parse_etags(if_none_match.decode("latin-1"))
-        return "*" in tags or weak(etag.decode("latin-1")) in {weak(tag) for tag in tags}
+        return "*" in tags or _weak(etag.decode("latin-1")) in {_weak(tag) for tag in tags}
     if_modified_since = header(request_headers, b"if-modified-since")
     # RFC 9111 4.3.2: without a Last-Modified, the response's Date stands for it.
     last_modified = header(response_headers, b"last-modified") or header(response_headers, b"date")
@@ -217,7 +232,7 @@ def client_has_it(request_headers: Headers, response_headers: Headers) -> bool:
 
 
 async def send_response(
-    send: ASGISendCallable, scope: Scope, status: int, headers: Headers, body: bytes
+    send: Send, scope: Scope, status: int, headers: Headers, body: bytes
 ) -> None:
     """Send a whole response: a 304 when the client's copy is current, no body for HEAD."""
     if status == 200 and client_has_it(scope["headers"], headers):
@@ -235,16 +250,18 @@ def origin_scope(scope: Scope) -> Scope:
     return {**scope, "method": "GET", "headers": without(scope["headers"], *CONDITIONAL_HEADERS)}
 
 
-def quiet_receive() -> ASGIReceiveCallable:
+def quiet_receive() -> Receive:
     """Return a `receive` for requests the cache makes itself: an empty body, then silence."""
     sent = False
 
-    async def receive() -> dict:
+    async def receive() -> Message:
         nonlocal sent
         if not sent:
             sent = True
             return {"type": "http.request", "body": b"", "more_body": False}
-        await asyncio.Future()  # Django listens for a disconnect; this client never leaves
+        # Django listens for a disconnect; this client never leaves: a future nobody resolves.
+        never: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        return await never
 
     return receive
 
@@ -285,13 +302,11 @@ class ResponseCache:
 
     clock = staticmethod(time.time)
 
-    def __init__(self, app) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.background: set[asyncio.Task] = set()
+        self.background: set[asyncio.Task[None]] = set()
 
-    async def __call__(
-        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
-    ) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self._exempt(scope):
             await self.app(scope, receive, send)
             return
@@ -365,15 +380,13 @@ class ResponseCache:
         query = scope.get("query_string", b"").decode("latin-1")
         return f"{scope['path']}?{query}" if query else scope["path"]
 
-    async def _serve(
-        self, send: ASGISendCallable, scope: Scope, entry: Entry, age: int, outcome: str
-    ) -> None:
+    async def _serve(self, send: Send, scope: Scope, entry: Entry, age: int, outcome: str) -> None:
         headers = [*entry.headers, (b"age", str(age).encode()), (b"x-cache", outcome.encode())]
         await send_response(send, scope, entry.status, headers, entry.body)
 
     @staticmethod
-    def _labelled(send: ASGISendCallable, outcome: str) -> ASGISendCallable:
-        async def labelled(event: dict) -> None:
+    def _labelled(send: Send, outcome: str) -> Send:
+        async def labelled(event: Message) -> None:
             if event["type"] == "http.response.start":
                 event = {
                     **event,
@@ -385,9 +398,7 @@ class ResponseCache:
 
     # --- going to the origin -------------------------------------------------------------------
 
-    async def _collapsed_miss(
-        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable, url: str
-    ) -> None:
+    async def _collapsed_miss(self, scope: Scope, receive: Receive, send: Send, url: str) -> None:
         """Let one request per URL fill the entry; the others wait for it, then read it."""
         client = async_redis()
         token = uuid.uuid4().hex
@@ -414,8 +425,8 @@ class ResponseCache:
     async def _fetch(
         self,
         scope: Scope,
-        receive: ASGIReceiveCallable,
-        send: ASGISendCallable | None,
+        receive: Receive,
+        send: Send | None,
         upstream: Scope | None = None,
     ) -> Captured:
         """Run Django for a storable GET (`upstream`, else the plain GET of `scope`); stream the
@@ -424,7 +435,7 @@ class ResponseCache:
         cap = gateway_setting("CACHE_MAX_ENTRY_BYTES")
         not_modified = False
 
-        async def capture(event: dict) -> None:
+        async def capture(event: Message) -> None:
             nonlocal not_modified
             if event["type"] == "http.response.start":
                 captured.response_time = self.clock()
@@ -461,8 +472,8 @@ class ResponseCache:
     async def _fetch_and_store(
         self,
         scope: Scope,
-        receive: ASGIReceiveCallable,
-        send: ASGISendCallable,
+        receive: Receive,
+        send: Send,
         url: str,
         *,
         outcome: str,
@@ -471,11 +482,11 @@ class ResponseCache:
         await self._store(url, scope["headers"], captured)
 
     @staticmethod
-    def _labelled_outcome(send: ASGISendCallable, outcome: str) -> ASGISendCallable:
+    def _labelled_outcome(send: Send, outcome: str) -> Send:
         if outcome == "MISS":
             return send
 
-        async def relabel(event: dict) -> None:
+        async def relabel(event: Message) -> None:
             if event["type"] == "http.response.start":
                 headers = [
                     (k, outcome.encode() if k == b"x-cache" else v) for k, v in event["headers"]
@@ -488,8 +499,8 @@ class ResponseCache:
     async def _revalidate_or_serve_stale(
         self,
         scope: Scope,
-        receive: ASGIReceiveCallable,
-        send: ASGISendCallable,
+        receive: Receive,
+        send: Send,
         url: str,
         entry: Entry,
         age: int,
@@ -497,19 +508,20 @@ class ResponseCache:
         """Ask the origin whether the entry is current; serve it stale if the origin fails and
         the entry allows it (stale-if-error), never when it says must-revalidate."""
         stats = recorder(scope)
-        captured, error = None, None
+        may_serve = age < entry.fresh_for or entry.may_serve_stale(age, entry.stale_if_error)
         try:
             captured, revalidated = await self._validate(scope, receive, url, entry)
-        except Exception as exc:  # any failure of the origin is what stale-if-error covers
+        except Exception:  # any failure of the origin is what stale-if-error covers
             logger.exception("origin failed for %s", url)
-            error = exc
-        failed = error is not None or captured.status in SERVER_ERRORS
-        if failed and (age < entry.fresh_for or entry.may_serve_stale(age, entry.stale_if_error)):
+            if not may_serve:
+                raise
             stats.cache_outcome("STALE")
             await self._serve(send, scope, entry, age, "STALE")
             return
-        if error is not None:
-            raise error
+        if captured.status in SERVER_ERRORS and may_serve:
+            stats.cache_outcome("STALE")
+            await self._serve(send, scope, entry, age, "STALE")
+            return
         if revalidated is not None:
             stats.cache_outcome("REVALIDATED")
             age = revalidated.age(self.clock())
@@ -520,7 +532,7 @@ class ResponseCache:
         await send_response(send, scope, captured.status, headers, bytes(captured.body))
 
     async def _validate(
-        self, scope: Scope, receive: ASGIReceiveCallable, url: str, entry: Entry
+        self, scope: Scope, receive: Receive, url: str, entry: Entry
     ) -> tuple[Captured, Entry | None]:
         """Send the origin a conditional request for the entry and store what comes back.
 
@@ -560,7 +572,7 @@ class ResponseCache:
         while self.background:
             await asyncio.gather(*self.background, return_exceptions=True)
 
-    async def _not_cached(self, send: ASGISendCallable) -> None:
+    async def _not_cached(self, send: Send) -> None:
         """only-if-cached with nothing storable to give: 504 (RFC 9111 5.2.1.7)."""
         body = {"detail": "Not in the cache, and only-if-cached was asked.", "code": "not_cached"}
         await send_json(send, 504, body, [(b"x-cache", b"MISS")])
@@ -578,7 +590,9 @@ class ResponseCache:
         try:
             if stored is None:
                 if captured.complete and captured.status not in SERVER_ERRORS:
-                    commands = [("SET", keys.cache_pass(url), 1, "EX", PASS_SECONDS)]
+                    commands: list[tuple[Argument, ...]] = [
+                        ("SET", keys.cache_pass(url), 1, "EX", PASS_SECONDS)
+                    ]
                     if replaces:
                         commands.append(("DEL", keys.cache_vary(url)))
                     await client.transaction(commands)
@@ -612,15 +626,13 @@ class ResponseCache:
 
     # --- unsafe methods --------------------------------------------------------------------------
 
-    async def _unsafe(
-        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
-    ) -> None:
+    async def _unsafe(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass writes through; a successful one invalidates its URL, and the URLs its Location
         and Content-Location name on this host (RFC 9111 4.4)."""
         status = 0
         named: list[bytes] = []
 
-        async def watch(event: dict) -> None:
+        async def watch(event: Message) -> None:
             nonlocal status
             if event["type"] == "http.response.start":
                 status = event["status"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from typing import Any, cast
 
 from config.redis_wiring import app_client
 from gateway import keys
@@ -29,10 +30,11 @@ def percentile(counts: dict[str, int], fraction: float) -> float | None:
     return None
 
 
-def totals() -> dict:
+def totals() -> dict[str, Any]:
     """Return every route's counters since the metrics began, grouped by kind."""
-    raw = app_client().hgetall(keys.metrics_totals())
-    routes: dict[str, dict] = defaultdict(
+    # The apps' client decodes replies (decode_responses=True): fields and values are str.
+    raw = cast(dict[str, str], app_client().hgetall(keys.metrics_totals()))
+    routes: dict[str, dict[str, Any]] = defaultdict(
         lambda: {
             "requests": {},
             "duration_buckets": {},
@@ -41,7 +43,7 @@ def totals() -> dict:
             "throttled": {},
         }
     )
-    other = {}
+    other: dict[str, int] = {}
     for field, value in raw.items():
         kind, _, rest = field.partition("|")
         route, _, label = rest.partition("|")
@@ -58,7 +60,7 @@ def totals() -> dict:
     return {"routes": dict(routes), **other}
 
 
-def series(seconds: int = SERIES_SECONDS, now: float | None = None) -> list[dict]:
+def series(seconds: int = SERIES_SECONDS, now: float | None = None) -> list[dict[str, Any]]:
     """Return the last `seconds` seconds, one point each, for live charts."""
     last = int(now if now is not None else time.time()) - 1  # the current second is still filling
     pipeline = app_client().pipeline(transaction=False)

@@ -13,14 +13,14 @@ import ipaddress
 import logging
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import redis
-from asgiref.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 
 from gateway import keys
 from gateway.auth import CLAIMS_KEY
 from gateway.conf import Rate, gateway_setting
-from gateway.http import header, send_json
+from gateway.http import ASGIApp, Message, Receive, Scope, Send, header, send_json
 from gateway.metrics import recorder
 from gateway.redis_client import Script
 
@@ -158,12 +158,10 @@ async def decide(policies: list[Policy]) -> Decision:
 class Throttle:
     """Refuse what is over its rate with 429 and Retry-After; label the rest with RateLimit."""
 
-    def __init__(self, app) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(
-        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
-    ) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket") or scope["path"].startswith(
             gateway_setting("EXEMPT_PREFIXES")
         ):
@@ -183,7 +181,7 @@ class Throttle:
             recorder(scope).throttle_error()
             if gateway_setting("THROTTLE_ON_REDIS_ERROR") == "closed":
                 logger.error("throttle unavailable, refusing: %s", exc)
-                body = {
+                body: dict[str, Any] = {
                     "detail": "Rate limiting is unavailable; try again shortly.",
                     "code": "service_unavailable",
                 }
@@ -208,7 +206,7 @@ class Throttle:
             await self.app(scope, receive, send)
             return
 
-        async def send_with_rate_limit(event: dict) -> None:
+        async def send_with_rate_limit(event: Message) -> None:
             if event["type"] == "http.response.start":
                 event = {**event, "headers": [*event.get("headers", []), *decision.headers]}
             await send(event)
@@ -218,10 +216,10 @@ class Throttle:
 
 async def refuse(
     scope: Scope,
-    receive: ASGIReceiveCallable,
-    send: ASGISendCallable,
+    receive: Receive,
+    send: Send,
     status: int,
-    body: dict,
+    body: dict[str, Any],
     headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
     if scope["type"] == "websocket":

@@ -10,17 +10,21 @@ async views (SSE) stay on Django's ASGI handler: `asgi_paths` go there.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from io import BytesIO
+from types import TracebackType
+from typing import Any
 
 from asgiref.sync import sync_to_async
-from asgiref.typing import ASGIReceiveCallable, ASGISendCallable, HTTPScope
 from django.core.handlers.wsgi import WSGIHandler, WSGIRequest
+
+from gateway.http import ASGIApp, Headers, Receive, Scope, Send
 
 
 class ScopedWSGIRequest(WSGIRequest):
     """A WSGIRequest that keeps the ASGI scope, as Django's ASGIRequest does (the edge's claims)."""
 
-    def __init__(self, environ: dict) -> None:
+    def __init__(self, environ: dict[str, Any]) -> None:
         super().__init__(environ)
         self.scope = environ["asgi.scope"]
 
@@ -29,7 +33,7 @@ class ScopedWSGIHandler(WSGIHandler):
     request_class = ScopedWSGIRequest
 
 
-def environ_for(scope: HTTPScope, body: bytes) -> dict:
+def environ_for(scope: Scope, body: bytes) -> dict[str, Any]:
     """Return the WSGI environ of an ASGI HTTP request (PEP 3333)."""
     server = scope.get("server") or ("localhost", 80)
     client = scope.get("client") or ("", 0)
@@ -66,7 +70,7 @@ def environ_for(scope: HTTPScope, body: bytes) -> dict:
 class WSGIBridge:
     """Serve HTTP with Django's WSGI handler in a thread; `asgi_paths` with `asgi_app`."""
 
-    def __init__(self, asgi_app, asgi_paths: tuple[str, ...] = ()) -> None:
+    def __init__(self, asgi_app: ASGIApp, asgi_paths: tuple[str, ...] = ()) -> None:
         self.asgi_app = asgi_app
         self.asgi_paths = asgi_paths
         self.handler = ScopedWSGIHandler()
@@ -74,9 +78,7 @@ class WSGIBridge:
         # tests under async_to_sync, the test's own thread, which holds its transaction).
         self.call = sync_to_async(self._call, thread_sensitive=True)
 
-    async def __call__(
-        self, scope: HTTPScope, receive: ASGIReceiveCallable, send: ASGISendCallable
-    ) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.asgi_paths:
             await self.asgi_app(scope, receive, send)
             return
@@ -92,11 +94,18 @@ class WSGIBridge:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})
 
-    def _call(self, environ: dict) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        started: list = []
+    def _call(self, environ: dict[str, Any]) -> tuple[int, Headers, bytes]:
+        started: list[Any] = []
 
-        def start_response(status: str, headers: list, exc_info=None) -> None:
+        def start_response(
+            status: str,
+            headers: list[tuple[str, str]],
+            exc_info: tuple[type[BaseException], BaseException, TracebackType]
+            | tuple[None, None, None]
+            | None = None,
+        ) -> Callable[[bytes], object]:
             started[:] = [status, headers]
+            return lambda data: None  # PEP 3333's write(): Django never calls it
 
         response = self.handler(environ, start_response)
         try:

@@ -18,10 +18,14 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.conformance.settings")
 django.setup()
 
 import httpx  # noqa: E402
-from asgiref.typing import ASGIReceiveCallable, ASGISendCallable, Scope  # noqa: E402
 
 from gateway.context import RequestContext  # noqa: E402
-from gateway.http import send_json  # noqa: E402
+from gateway.http import (  # noqa: E402
+    Receive,
+    Scope,
+    Send,
+    send_json,
+)
 from gateway.response_cache import ResponseCache  # noqa: E402
 
 # One line per request to the origin is the access log's job, not the client's.
@@ -37,9 +41,7 @@ class ForwardToOrigin:
         self.origin = origin.rstrip("/")
         self.client: httpx.AsyncClient | None = None
 
-    async def __call__(
-        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
-    ) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.client is None:  # created on the server's loop, not at import
             # No keep-alive, as nginx to its upstreams: the suite's origin sends bodies where
             # none belong (a 304's, a HEAD's), which would garble the next response.
