@@ -3,6 +3,11 @@
 Client -> server: subscribe / unsubscribe {symbols}, resume {since}, ping.
 Server -> client: snapshot, tick, pong, heartbeat, error {code, detail}. The README ("Live
 quotes") documents each message.
+
+The query string can subscribe on connecting: ?symbols=ACME,BOLT, plus &since=41 to resume after
+tick 41 instead of getting a snapshot. `since` alone is answered with an `invalid` error (the
+connection stays open, as after any other error): a later subscribe gets a snapshot, which is
+already up to date, and `resume` is how to replay after it.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from quotes.feed import Follower, Refused, encode, parse_seq, tick_hub, validate
 logger = logging.getLogger(__name__)
 
 POLICY_VIOLATION = 1008
+SINCE_NEEDS_SYMBOLS = "since needs symbols in the query string too: ?symbols=ACME&since=41."
 
 
 def now_ms() -> int:
@@ -179,6 +185,9 @@ class QuotesConsumer(AsyncJsonWebsocketConsumer):
                 await self.join(query["symbols"][-1].split(","), query.get("since", [None])[-1])
             except RedisError:
                 await self.unavailable()
+        elif "since" in query:
+            # A snapshot of what is subscribed afterwards makes a remembered `since` moot.
+            await self.refuse("invalid", SINCE_NEEDS_SYMBOLS)
         # Only now: the ticks that came meanwhile wait in the queue, after the snapshot.
         self.forwarding = asyncio.create_task(self.forward_ticks())
 

@@ -215,6 +215,38 @@ async def test_since_on_connect_replays_exactly_the_missed_ticks(quotes_settings
     await client.disconnect()
 
 
+async def test_since_on_connect_without_symbols_gets_an_error_and_the_socket_stays_open(
+    quotes_settings,
+):
+    await tick(0)
+
+    client = await connect("?since=0")
+
+    assert await client.receive_json_from() == {
+        "type": "error",
+        "code": "invalid",
+        "detail": "since needs symbols in the query string too: ?symbols=ACME&since=41.",
+    }
+    await client.send_json_to({"type": "subscribe", "symbols": ["ACME"]})
+    snapshot = await client.receive_json_from()
+    assert (snapshot["type"], snapshot["reset"], snapshot["seq"]) == ("snapshot", False, 1)
+    assert [q["symbol"] for q in snapshot["quotes"]] == ["ACME"]
+    await client.disconnect()
+
+
+async def test_a_malformed_since_on_connect_gets_an_error_and_no_snapshot(quotes_settings):
+    client = await connect("?symbols=ACME&since=yesterday")
+
+    assert await client.receive_json_from() == {
+        "type": "error",
+        "code": "invalid",
+        "detail": "since must be a tick seq (a whole number).",
+    }
+    await client.send_json_to({"type": "ping"})
+    assert (await client.receive_json_from())["type"] == "pong"  # nothing came in between
+    await client.disconnect()
+
+
 async def test_a_resume_message_replays_after_since(quotes_settings):
     client = await connect("?symbols=BOLT")
     await client.receive_json_from()
