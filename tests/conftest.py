@@ -16,6 +16,9 @@ from django.db import close_old_connections
 
 from tests import support
 
+# The run ends with one line counting the tests skipped for a missing tool (tests/missing_tools.py).
+pytest_plugins = ["tests.missing_tools"]
+
 
 class AsgiClient:
     """Send requests through the whole ASGI application, gateway included, from a sync test.

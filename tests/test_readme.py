@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import re
 import shlex
-import shutil
 import subprocess
 
 import pytest
 from django.core.management import call_command
 
+from tests.missing_tools import needs
 from tests.support import BASE_DIR
 
 DOCUMENTED_BASE_URL = "http://127.0.0.1:8000"
@@ -68,7 +68,7 @@ def test_the_matcher_rejects_output_the_readme_does_not_describe():
 
 
 @pytest.mark.django_db(transaction=True, reset_sequences=True)
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+@needs("curl")
 def test_every_readme_example_in_order(live_server_url, redis_client):
     """Run the examples top to bottom, as a reader would: later ones build on earlier ones."""
     call_command("seed_catalog", products=30)  # the catalog `make run` seeds, smaller

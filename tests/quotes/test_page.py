@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -11,6 +10,7 @@ import pytest
 from config.redis_wiring import app_client
 from quotes import keys, services
 from tests import support
+from tests.missing_tools import needs
 
 T0 = 1_800_000_000.0
 
@@ -52,7 +52,7 @@ def acme(tick: dict) -> dict:
 
 @pytest.mark.system
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
+@needs("chromium")
 def test_the_page_shows_each_tick_and_resumes_after_a_dropped_connection(quotes_settings, page):
     page.goto("/quotes/")
     page.wait_for_selector('#quotes-connection[data-state="live"]')

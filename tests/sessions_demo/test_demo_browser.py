@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from decimal import Decimal
 
@@ -11,14 +10,13 @@ import pytest
 
 from catalog.models import Category, Product
 from tests import support
+from tests.missing_tools import needs
 from tests.sessions_demo.conftest import PASSWORD, make_user
 
 pytestmark = [
     pytest.mark.system,
     pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        shutil.which("chromium") is None, reason="Debian's chromium is not installed"
-    ),
+    needs("chromium"),
 ]
 
 

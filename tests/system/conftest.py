@@ -25,6 +25,7 @@ import pytest
 import redis
 
 from tests import support
+from tests.missing_tools import missing_tool
 
 sys.path.insert(0, str(support.BASE_DIR / "scripts"))
 
@@ -151,10 +152,10 @@ class ClusterUnderTest:
 def cluster(tmp_path_factory) -> Iterator[ClusterUnderTest]:
     """Start the topology of `make cluster` once for the session; stop every process after it."""
     if launcher.nginx_binary() is None:
-        pytest.skip("nginx is not installed (apt-get install nginx); .ci/run installs it")
+        pytest.skip(missing_tool("nginx"))
     bin_dir = postgres_bin()
     if bin_dir is None:
-        pytest.skip("PostgreSQL's server binaries are not installed (apt-get install postgresql)")
+        pytest.skip(missing_tool("postgresql"))
     logs = tmp_path_factory.mktemp("cluster-logs")
     # Short: unix socket paths must fit in 107 bytes.
     root = Path(tempfile.mkdtemp(prefix="sc-cluster-"))

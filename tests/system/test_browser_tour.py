@@ -6,21 +6,19 @@ A screenshot of each page is kept in var/artifacts/browser/ (CI keeps it as a te
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 
 import pytest
 
 from tests import support
+from tests.missing_tools import needs
 from tests.system.conftest import PASSWORD
 
 ARTIFACTS = support.BASE_DIR / "var" / "artifacts" / "browser"
 
 pytestmark = [
     pytest.mark.system,
-    pytest.mark.skipif(
-        shutil.which("chromium") is None, reason="Debian's chromium is not installed"
-    ),
+    needs("chromium"),
 ]
 
 
