@@ -10,7 +10,7 @@ endif
 # Rebuilt only when a requirements file changes, so a second run starts in seconds.
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run cluster test lint format clean bench conformance
+.PHONY: run cluster test test-deps coverage lint format clean bench conformance
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed; set PYTHON=python3.11")'
@@ -28,6 +28,23 @@ cluster: $(INSTALLED)
 
 test: $(INSTALLED)
 	$(BIN)/python scripts/dev.py test $(ARGS)
+
+# What the system and browser tests drive, from Debian; without them `make test` skips their tests
+# and says so in its last line. Installs what is missing (as root, or with sudo).
+TEST_DEPS := nginx chromium curl postgresql
+test-deps:
+	@missing=$$(for p in $(TEST_DEPS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -z "$$missing" ]; then echo "test-deps: all installed ($(TEST_DEPS))"; exit 0; fi; \
+	sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); echo "test-deps: installing" $$missing; \
+	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing
+
+# The suite under branch coverage, the system tests' server processes included (coverage's
+# subprocess patch, pyproject.toml): per-module figures, and HTML in var/coverage/html/. Fails
+# under the floor, [tool.coverage.report] fail_under.
+coverage: $(INSTALLED)
+	rm -rf var/coverage && mkdir -p var/coverage
+	$(BIN)/python scripts/dev.py test --cov --cov-report=term --cov-report=html $(ARGS)
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
