@@ -1,20 +1,21 @@
 from django.contrib import admin
+from django.http import HttpRequest
 
 from catalog.models import Category, Product
 
 
 @admin.register(Category)
-class CategoryAdmin(admin.ModelAdmin):
+class CategoryAdmin(admin.ModelAdmin[Category]):
     list_display = ["name", "slug", "updated_at"]
     search_fields = ["name", "slug"]
 
-    def get_readonly_fields(self, request, obj=None):
+    def get_readonly_fields(self, request: HttpRequest, obj: Category | None = None) -> list[str]:
         # The slug is the category's identity in product payloads and cache tags: set once.
         return ["slug"] if obj is not None else []
 
 
 @admin.register(Product)
-class ProductAdmin(admin.ModelAdmin):
+class ProductAdmin(admin.ModelAdmin[Product]):
     list_display = [
         "sku",
         "name",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -29,7 +30,7 @@ IF_MATCH = OpenApiParameter(
     description="The product's ETag as you read it: 428 without it, 412 when it is stale.",
 )
 # Reads never look at who asks (see CatalogApiView); the gateway still refuses a bad token.
-PUBLIC = [{}]
+PUBLIC: list[str] = [{}]  # type: ignore[list-item]  # drf-spectacular's "no authentication"; its hint says str
 READ_HEADERS = [
     *etag_headers(200, 304),
     header("Last-Modified", "When it last changed.", 200, 304),
@@ -42,7 +43,8 @@ class IsStaffOrReadOnly(BasePermission):
 
     def has_permission(self, request: Request, view: APIView) -> bool:
         # A method the view lacks is let through, so that DRF answers 405 and not 401 or 403.
-        if request.method in SAFE_METHODS or not hasattr(view, request.method.lower()):
+        method = request.method or ""  # None only on an HttpRequest made by hand
+        if method in SAFE_METHODS or not hasattr(view, method.lower()):
             return True
         return bool(request.user and request.user.is_authenticated and request.user.is_staff)
 
@@ -73,7 +75,7 @@ class CatalogApiView(APIView):
             super().perform_authentication(request)
 
 
-class ProductListQuerySerializer(serializers.Serializer):
+class ProductListQuerySerializer(serializers.Serializer[dict[str, Any]]):
     # Checked before any of them reaches an ETag or Cache-Tag header, where a newline is an error.
     category = serializers.SlugField(required=False, allow_blank=True, help_text="A category slug.")
     page = serializers.IntegerField(min_value=1, required=False)
@@ -82,7 +84,7 @@ class ProductListQuerySerializer(serializers.Serializer):
     )
 
 
-class ProductPageSerializer(serializers.Serializer):
+class ProductPageSerializer(serializers.Serializer[dict[str, Any]]):
     count = serializers.IntegerField()
     next = serializers.URLField(allow_null=True)
     previous = serializers.URLField(allow_null=True)
@@ -92,13 +94,10 @@ class ProductPageSerializer(serializers.Serializer):
 class ProductPagination(PageNumberPagination):
     page_size_query_param = "page_size"
 
-    @property
-    def page_size(self) -> int:
-        return catalog_setting("PAGE_SIZE")
-
-    @property
-    def max_page_size(self) -> int:
-        return catalog_setting("MAX_PAGE_SIZE")
+    def __init__(self) -> None:
+        # Read per paginator, that is per request: a change of settings.CATALOG applies at once.
+        self.page_size = catalog_setting("PAGE_SIZE")
+        self.max_page_size = catalog_setting("MAX_PAGE_SIZE")
 
 
 def product_response(product: selectors.CachedProduct, *, status_code: int = 200) -> Response:
@@ -141,11 +140,12 @@ class ProductListApi(CatalogApiView):
         etag = fingerprint.etag(category or "all", query.validated_data.get("page", 1), page_size)
         tags = ["products", *([f"category:{category}"] if category else [])]
         # The fingerprint answers a conditional request before any product row is read.
-        response = conditional(
-            request, Response(), etag=etag, last_modified=fingerprint.last_modified, cache_tags=tags
+        response = Response()
+        answer = conditional(
+            request, response, etag=etag, last_modified=fingerprint.last_modified, cache_tags=tags
         )
-        if response.status_code != 200:
-            return response
+        if answer is not response:
+            return answer
         page = paginator.paginate_queryset(
             selectors.product_queryset(category_slug=category), request
         )

@@ -18,6 +18,6 @@ DEFAULTS = {
 }
 
 
-def catalog_setting(name: str):
+def catalog_setting(name: str) -> int:
     """Return one catalog setting, the project's value over the default."""
     return {**DEFAULTS, **settings.CATALOG}[name]

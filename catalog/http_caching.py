@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import cast
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.cache import get_conditional_response, patch_cache_control
@@ -41,8 +42,10 @@ def conditional(
     )
     response.headers[CACHE_TAG_HEADER] = ", ".join(cache_tags)
     timestamp = int(last_modified.timestamp()) if last_modified is not None else None
-    answer = get_conditional_response(
-        request, etag=etag, last_modified=timestamp, response=response
+    # Given a response, Django returns it, or the 304 or 412 that replaces it: never None.
+    answer = cast(
+        HttpResponse,
+        get_conditional_response(request, etag=etag, last_modified=timestamp, response=response),
     )
     if answer.status_code == 412:  # a GET with a stale If-Match: Django's 412 has no body
         body = error_body(

@@ -1,5 +1,7 @@
 """The catalog's data: categories and the products in them."""
 
+from typing import Any
+
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import F
@@ -44,7 +46,7 @@ class Product(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.sku})"
 
-    def save(self, *args, **kwargs) -> None:
+    def save(self, *args: Any, **kwargs: Any) -> None:
         if self._state.adding:
             super().save(*args, **kwargs)
             return

@@ -10,8 +10,9 @@ wait for the lock and then find the entry it stored.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
+from typing import Any, cast
 
 import redis
 from django_redis import get_redis_connection
@@ -33,10 +34,11 @@ return 1
 
 
 def _redis() -> redis.Redis:
-    return get_redis_connection("default")
+    # django-redis is untyped: its default client is a redis-py Redis, replies not decoded.
+    return cast(redis.Redis, get_redis_connection("default"))
 
 
-def get(product_id: int) -> dict | None:
+def get(product_id: int) -> dict[str, Any] | None:
     """Return the cached entry for a product, or None on a miss."""
     raw = _redis().get(cache_keys.product_entry(product_id))
     return json.loads(raw) if raw is not None else None
@@ -44,11 +46,12 @@ def get(product_id: int) -> dict | None:
 
 def generation(product_id: int) -> str:
     """Return the product's current generation; note it before reading the database."""
-    raw = _redis().get(cache_keys.product_generation(product_id))
+    # A reply of the cache's client is bytes: it does not decode (no decode_responses).
+    raw = cast(bytes | None, _redis().get(cache_keys.product_generation(product_id)))
     return raw.decode() if raw is not None else "0"
 
 
-def store_if_current(product_id: int, seen_generation: str, entry: dict) -> bool:
+def store_if_current(product_id: int, seen_generation: str, entry: dict[str, Any]) -> bool:
     """Store `entry` unless the product was invalidated since `seen_generation`; say if it did."""
     client = _redis()
     stored = client.eval(
@@ -74,7 +77,7 @@ def invalidate(product_ids: Iterable[int]) -> None:
 
 
 @contextmanager
-def fill_lock(product_id: int):
+def fill_lock(product_id: int) -> Iterator[bool]:
     """Hold the product's fill lock while loading it; yield False if it could not be had in time."""
     lock = _redis().lock(
         cache_keys.product_fill_lock(product_id),

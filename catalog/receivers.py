@@ -28,12 +28,12 @@ def invalidate_products_after_commit(product_ids: Iterable[int]) -> None:
 
 
 @receiver([post_save, post_delete], sender=Product, dispatch_uid="catalog.product_changed")
-def product_changed(sender: type[Product], instance: Product, **kwargs) -> None:
+def product_changed(sender: type[Product], instance: Product, **kwargs: object) -> None:
     invalidate_products_after_commit([instance.pk])
 
 
 @receiver([post_save, post_delete], sender=Category, dispatch_uid="catalog.category_changed")
-def category_changed(sender: type[Category], instance: Category, **kwargs) -> None:
+def category_changed(sender: type[Category], instance: Category, **kwargs: object) -> None:
     # Products carry only their category's slug, which never changes: their entries stay valid.
     transaction.on_commit(
         lambda: purge.tags([f"category:{instance.slug}", "categories", "products"])

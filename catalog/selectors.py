@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, TypedDict, cast
 
 import redis
 from django.core.validators import slug_re
 from django.db.models import Count, Max, QuerySet, Sum
-from django.utils.dateparse import parse_datetime
+from django_stubs_ext import WithAnnotations
 
 from catalog import product_cache
 from catalog.models import Category, Product
@@ -33,7 +34,7 @@ class CachedProduct:
     version: int
     updated_at: datetime
     category_slug: str
-    data: dict
+    data: dict[str, Any]
 
     @property
     def etag(self) -> str:
@@ -43,16 +44,17 @@ class CachedProduct:
     def cache_tags(self) -> list[str]:
         return [f"product:{self.id}", f"category:{self.category_slug}"]
 
-    def to_entry(self) -> dict:
+    def to_entry(self) -> dict[str, Any]:
         return {"version": self.version, "category": self.category_slug, "data": self.data}
 
     @classmethod
-    def from_entry(cls, product_id: int, entry: dict) -> CachedProduct:
+    def from_entry(cls, product_id: int, entry: dict[str, Any]) -> CachedProduct:
         data = entry["data"]
         return cls(
             id=product_id,
             version=entry["version"],
-            updated_at=parse_datetime(data["updated_at"]),
+            # The ISO 8601 string ProductSerializer wrote (DRF's format, which fromisoformat reads).
+            updated_at=datetime.fromisoformat(data["updated_at"]),
             category_slug=entry["category"],
             data=data,
         )
@@ -149,7 +151,13 @@ def product_by_slug(*, slug: str) -> Product | None:
     return Product.objects.select_related("category").filter(slug=slug).first()
 
 
-def category_list() -> QuerySet[Category]:
+class ProductCount(TypedDict):
+    """What category_list annotates each category with."""
+
+    product_count: int
+
+
+def category_list() -> QuerySet[WithAnnotations[Category, ProductCount]]:
     """Return every category with its number of products."""
     return Category.objects.annotate(product_count=Count("products")).order_by("name")
 
@@ -161,14 +169,15 @@ def category_get(*, slug: str) -> Category | None:
     return Category.objects.filter(slug=slug).first()
 
 
-def newest_products(*, category_slugs: list[str], limit: int) -> list[dict]:
+def newest_products(*, category_slugs: list[str], limit: int) -> list[dict[str, Any]]:
     """Return the newest products of these categories, newest first (for personal feeds)."""
     products = (
         Product.objects.select_related("category")
         .filter(category__slug__in=category_slugs)
         .order_by("-updated_at", "-id")[:limit]
     )
-    return ProductSerializer(products, many=True).data
+    # many=True makes a ListSerializer, whose data is a list (the stub knows only Serializer's).
+    return cast(list[dict[str, Any]], ProductSerializer(products, many=True).data)
 
 
 def existing_category_slugs(slugs: list[str]) -> set[str]:

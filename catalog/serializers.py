@@ -6,7 +6,7 @@ from rest_framework import serializers
 from catalog.models import Category, Product
 
 
-class CategorySerializer(serializers.ModelSerializer):
+class CategorySerializer(serializers.ModelSerializer[Category]):
     product_count = serializers.IntegerField(read_only=True)
 
     class Meta:
@@ -14,7 +14,7 @@ class CategorySerializer(serializers.ModelSerializer):
         fields = ["slug", "name", "product_count"]
 
 
-class CategorySlugField(serializers.SlugRelatedField):
+class CategorySlugField(serializers.SlugRelatedField[Category]):
     """A category named by its slug; a value no slug can be is refused before any query.
 
     DRF's field queries whatever string it is given, and PostgreSQL answers a NUL character with an
@@ -28,7 +28,7 @@ class CategorySlugField(serializers.SlugRelatedField):
         return super().to_internal_value(data)
 
 
-class ProductSerializer(serializers.ModelSerializer):
+class ProductSerializer(serializers.ModelSerializer[Product]):
     category = CategorySlugField(slug_field="slug", queryset=Category.objects.all())
     price = serializers.DecimalField(max_digits=10, decimal_places=2, min_value=0)
     currency = serializers.RegexField(r"^[A-Z]{3}$", max_length=3, required=False)

@@ -51,7 +51,7 @@ def _save_unique(product: Product) -> None:
 
 
 @transaction.atomic
-def product_create(*, data: Mapping) -> Product:
+def product_create(*, data: Mapping[str, object]) -> Product:
     """Create a product from validated data."""
     product = Product(**data)
     _save_unique(product)
@@ -59,7 +59,9 @@ def product_create(*, data: Mapping) -> Product:
 
 
 @transaction.atomic
-def product_update(*, product_id: int, if_match: Iterable[str], data: Mapping) -> Product:
+def product_update(
+    *, product_id: int, if_match: Iterable[str], data: Mapping[str, object]
+) -> Product:
     """Apply validated changes to a product, if it is still at a version the client names."""
     product = _locked_product(product_id, if_match)
     for field, value in data.items():

@@ -21,7 +21,11 @@ from gateway.wsgi_bridge import WSGIBridge  # noqa: E402
 # What reaches Django goes through its WSGI handler, one thread hop instead of ~26 with the ASGI
 # handler (docs/performance.md); the streams are async views and keep the ASGI handler.
 django_http = WSGIBridge(django_asgi_app, asgi_paths=tuple(gateway_setting("STREAM_PATHS")))
-http_app = ASGIStaticFilesHandler(django_http) if settings.SERVE_STATIC else django_http
+http_app = (
+    ASGIStaticFilesHandler(django_http)  # type: ignore[arg-type]  # Django's stub wants its ASGIHandler; any ASGI app serves
+    if settings.SERVE_STATIC
+    else django_http
+)
 
 application = Gateway(
     ProtocolTypeRouter(

@@ -7,6 +7,7 @@ from typing import NoReturn
 from urllib.parse import urlsplit
 
 import dj_database_url
+from dj_database_url import DBConfig
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -84,7 +85,7 @@ def url(name: str, default: str, *, schemes: set[str]) -> str:
 DATABASE_SCHEMES = {"sqlite", "postgres", "postgresql"}
 
 
-def database(name: str, default: str) -> dict:
+def database(name: str, default: str) -> DBConfig:
     """Return the variable as a Django DATABASES entry (sqlite:///path or postgres://…)."""
     raw = url(name, default, schemes=DATABASE_SCHEMES)
     try:

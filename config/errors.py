@@ -1,6 +1,7 @@
 """One error shape for the whole API: JSON `{"detail": …, "code": …}`, HTML pages elsewhere."""
 
 import logging
+from typing import Any
 
 import redis
 from django.db import OperationalError
@@ -18,12 +19,12 @@ API_PREFIX = "/api/"
 SERVICE_ERRORS = (redis.ConnectionError, redis.TimeoutError, OperationalError)
 
 
-def error_body(detail: str, code: str, **extra: object) -> dict:
+def error_body(detail: str, code: str, **extra: object) -> dict[str, object]:
     """Return the body every API error carries."""
     return {"detail": detail, "code": code, **extra}
 
 
-def api_exception_handler(exc: Exception, context: dict) -> Response:
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     """Shape every exception a DRF view raises as the one error body, a 500 included."""
     # Errors are JSON even from views that render something else (the schema view renders YAML).
     request = context.get("request")

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
+from rest_framework.request import Request
 
 
-class ErrorSerializer(serializers.Serializer):
+class ErrorSerializer(serializers.Serializer[dict[str, object]]):
     """Every 4xx and 5xx body of the API (config.errors, and the gateway's own answers)."""
 
     detail = serializers.CharField()
     code = serializers.CharField()
-    errors = serializers.DictField(required=False, help_text="Field errors, with code invalid.")
+    errors = serializers.DictField(  # type: ignore[assignment]  # DRF's metaclass takes fields off the class; .errors stays Serializer's
+        required=False, help_text="Field errors, with code invalid."
+    )
     retry_after = serializers.IntegerField(required=False, help_text="Seconds, with a 429.")
 
 
@@ -80,15 +86,17 @@ RATE_LIMIT_HEADERS = {
 GATEWAY_ERRORS = (400, 401, 429, 503)
 
 
-def _ref_error() -> dict:
+def _ref_error() -> dict[str, Any]:
     return {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
 
 
-def _string_header(description: str, *, required: bool = False) -> dict:
+def _string_header(description: str, *, required: bool = False) -> dict[str, Any]:
     return {"schema": {"type": "string"}, "description": description, "required": required}
 
 
-def add_gateway_responses(result: dict, generator, request, public: bool) -> dict:
+def add_gateway_responses(
+    result: dict[str, Any], generator: SchemaGenerator, request: Request | None, public: bool
+) -> dict[str, Any]:
     """Postprocessing hook: add what the gateway answers, and the headers it adds, to every route.
 
     The gateway is an ASGI layer, not a DRF view, so drf-spectacular cannot see it: a bad bearer

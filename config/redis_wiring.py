@@ -1,6 +1,7 @@
 """Derive each Redis consumer's URL from the one REDIS_URL."""
 
 import functools
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
@@ -34,7 +35,7 @@ def kombu_url(redis_url: str) -> str:
     return f"redis+socket://{parts.path}?virtual_host={db_number(redis_url)}"
 
 
-def consumer_settings(redis_url: str, prefix: str, timeout: float) -> dict:
+def consumer_settings(redis_url: str, prefix: str, timeout: float) -> dict[str, Any]:
     """Return the settings of every Redis consumer: one server, each under its own key prefix."""
     return {
         "CACHES": {

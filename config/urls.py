@@ -1,7 +1,7 @@
 """The URL map: each app's routes come from its own urls.py."""
 
 from django.contrib import admin
-from django.urls import include, path, re_path
+from django.urls import URLPattern, URLResolver, include, path, re_path
 from django.views.decorators.cache import never_cache
 from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
@@ -13,13 +13,14 @@ from quotes import urls as quotes_urls
 from sessions_demo import urls as sessions_demo_urls
 
 
-def admin_urls() -> tuple[list, str, str]:
+def admin_urls() -> tuple[list[URLPattern | URLResolver], str, str]:
     """Return the admin's URLs, none of them cacheable."""
     urlpatterns, app_name, namespace = admin.site.urls
     # The admin wraps these two with admin_view(cacheable=True), so they miss its never_cache,
     # yet they greet the user and carry their CSRF token: never for a shared cache.
+    uncacheable = ("password_change", "password_change_done")
     for pattern in urlpatterns:
-        if getattr(pattern, "name", None) in ("password_change", "password_change_done"):
+        if isinstance(pattern, URLPattern) and pattern.name in uncacheable:
             pattern.callback = never_cache(pattern.callback)
     return urlpatterns, app_name, namespace
 

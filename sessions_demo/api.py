@@ -5,6 +5,8 @@ between requests in memory; per-user state lives in Redis. Every response is `pr
 and varies on Authorization, so no shared cache ever keeps one user's answer for another.
 """
 
+from typing import Any, cast
+
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.urls import reverse
@@ -19,11 +21,13 @@ from drf_spectacular.utils import (
 )
 from jwt.algorithms import RSAAlgorithm
 from rest_framework import exceptions, status
+from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.models import TokenUser
 from rest_framework_simplejwt.views import TokenObtainPairView
 
 from config.errors import error_body
@@ -50,17 +54,19 @@ def invalid_token(exc: TokenError) -> exceptions.AuthenticationFailed:
     return exceptions.AuthenticationFailed(str(exc), code="token_not_valid")
 
 
-class PrivateNoStore:
+class PrivateNoStore(APIView):
     """Mark every response, errors included, personal: `private, no-store`, Vary: Authorization."""
 
-    def finalize_response(self, request: Request, response: Response, *args, **kwargs) -> Response:
+    def finalize_response(
+        self, request: Request, response: Response, *args: Any, **kwargs: Any
+    ) -> Response:
         response = super().finalize_response(request, response, *args, **kwargs)
         patch_cache_control(response, private=True, no_store=True)
         patch_vary_headers(response, ["Authorization"])
         return response
 
 
-class StatelessApi(PrivateNoStore, APIView):
+class StatelessApi(PrivateNoStore):
     """An endpoint for a signed-in user, known by Bearer JWT only (no session, no DB lookup)."""
 
     authentication_classes = [JWTStatelessAuthentication]
@@ -71,10 +77,10 @@ class StatelessApi(PrivateNoStore, APIView):
         return str(self.request.user.id)
 
 
-class PublicApi(PrivateNoStore, APIView):
+class PublicApi(PrivateNoStore):
     """An endpoint anybody may call (it checks its own credentials), never cached."""
 
-    authentication_classes: list = []
+    authentication_classes: list[type[BaseAuthentication]] = []
     permission_classes = [AllowAny]
 
     def get_authenticate_header(self, request: Request) -> str:
@@ -120,7 +126,7 @@ class TokenVerifyApi(PublicApi):
         return Response({})
 
 
-class LogoutApi(PrivateNoStore, APIView):
+class LogoutApi(PrivateNoStore):
     authentication_classes = [JWTStatelessAuthentication]  # optional: the access token to revoke
     permission_classes = [AllowAny]
 
@@ -130,8 +136,10 @@ class LogoutApi(PrivateNoStore, APIView):
         serializer = RefreshSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
+            # JWTStatelessAuthentication's auth is the token's claims (None without a token).
+            access_claims = cast(dict[str, Any] | None, request.auth)
             services.logout(
-                refresh=serializer.validated_data["refresh"], access_claims=request.auth
+                refresh=serializer.validated_data["refresh"], access_claims=access_claims
             )
         except TokenError as exc:
             raise invalid_token(exc) from exc
@@ -155,7 +163,9 @@ class MeApi(StatelessApi):
     @extend_schema(responses={200: MeSerializer, **errors(401)})
     def get(self, request: Request) -> Response:
         """Return who the token says you are: read from its claims, without a database query."""
-        return Response(MeSerializer(request.user).data)
+        # JWTStatelessAuthentication's user; DRF's hint knows only Django's own users.
+        user = cast(TokenUser, request.user)
+        return Response(MeSerializer(user).data)
 
 
 class PreferencesApi(StatelessApi):
@@ -192,7 +202,7 @@ IDEMPOTENCY_KEY = OpenApiParameter(
 DRAFT_ETAG = header("ETag", "The draft's version: send it as If-Match.", 200, 201)
 
 
-def draft_response(draft: dict, status_code: int = status.HTTP_200_OK) -> Response:
+def draft_response(draft: dict[str, Any], status_code: int = status.HTTP_200_OK) -> Response:
     """Return a draft with its ETag (and, when just created, its Location)."""
     headers = {"ETag": selectors.draft_etag(draft)}
     if status_code == status.HTTP_201_CREATED:

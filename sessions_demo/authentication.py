@@ -1,5 +1,7 @@
 """DRF authentication by Bearer JWT from its claims alone: no database query, no session."""
 
+from typing import Any, cast
+
 from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 from rest_framework import exceptions
 from rest_framework.request import Request
@@ -21,7 +23,7 @@ class JWTStatelessAuthentication(JWTStatelessUserAuthentication):
     request.user.id, .username and .is_staff come from the token; request.auth is its claims.
     """
 
-    def authenticate(self, request: Request) -> tuple[TokenUser, dict] | None:
+    def authenticate(self, request: Request) -> tuple[TokenUser, dict[str, Any]] | None:  # type: ignore[override]  # DRF takes any auth; simplejwt's hint says its Token, here the claims
         claims = self.claims_from_scope(request)
         if claims is None:
             raw_token = self.raw_token(request)
@@ -33,10 +35,10 @@ class JWTStatelessAuthentication(JWTStatelessUserAuthentication):
                 raise exceptions.AuthenticationFailed(str(exc), code="token_not_valid") from exc
         if revocation.enabled() and revocation.is_denied(claims["jti"]):
             raise exceptions.AuthenticationFailed("Token has been revoked.", code="token_revoked")
-        return TokenUser(claims), claims
+        return TokenUser(claims), claims  # type: ignore[arg-type]  # TokenUser reads claims by [] and .get: a dict serves
 
     @staticmethod
-    def claims_from_scope(request: Request) -> dict | None:
+    def claims_from_scope(request: Request) -> dict[str, Any] | None:
         """Return claims already verified at the edge, when the gateway put them in the scope."""
         # Trusted without a second check: only code in this process can write the ASGI scope.
         scope = getattr(request._request, "scope", None)
@@ -44,7 +46,8 @@ class JWTStatelessAuthentication(JWTStatelessUserAuthentication):
 
     def raw_token(self, request: Request) -> bytes | None:
         """Return the Bearer token of the request, None when it carries none."""
-        header = self.get_header(request)
+        # simplejwt's hint says bytes, but without an Authorization header it returns None.
+        header = cast(bytes | None, self.get_header(request))
         if header is None:
             return None
         try:
@@ -60,7 +63,7 @@ class JWTStatelessAuthentication(JWTStatelessUserAuthentication):
         return 'Bearer realm="api"'
 
 
-class JWTStatelessScheme(SimpleJWTScheme):
+class JWTStatelessScheme(SimpleJWTScheme):  # type: ignore[no-untyped-call]  # drf-spectacular's __init_subclass__ (it registers the extension) is unannotated
     """Document this class in the OpenAPI schema as simplejwt's own: a Bearer JWT."""
 
     target_class = "sessions_demo.authentication.JWTStatelessAuthentication"

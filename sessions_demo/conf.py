@@ -20,6 +20,6 @@ DEFAULTS = {
 }
 
 
-def sessions_setting(name: str):
+def sessions_setting(name: str) -> int:
     """Return one sessions_demo setting, the project's value over the default."""
     return {**DEFAULTS, **settings.SESSIONS_DEMO}[name]

@@ -6,7 +6,7 @@ atomically: no other client sees or makes a change in between, and nothing is ha
 """
 
 import json
-from typing import Literal
+from typing import Any, Literal
 
 from config.redis_wiring import app_client
 from sessions_demo import keys
@@ -45,7 +45,7 @@ def _ttl() -> int:
     return sessions_setting("DRAFT_TTL")
 
 
-def get(user_id: str, draft_id: str) -> dict | None:
+def get(user_id: str, draft_id: str) -> dict[str, Any] | None:
     """Return one draft of the user, or None; restart the TTL of the user's drafts."""
     pipe = app_client().pipeline(transaction=False)
     pipe.hget(keys.drafts(user_id), draft_id)
@@ -54,7 +54,7 @@ def get(user_id: str, draft_id: str) -> dict | None:
     return json.loads(raw) if raw is not None else None
 
 
-def get_all(user_id: str) -> list[dict]:
+def get_all(user_id: str) -> list[dict[str, Any]]:
     """Return every draft of the user (in no order); restart their TTL."""
     pipe = app_client().pipeline(transaction=False)
     pipe.hgetall(keys.drafts(user_id))
@@ -64,25 +64,26 @@ def get_all(user_id: str) -> list[dict]:
 
 
 def create(
-    user_id: str, draft: dict, *, idempotency_key: str = "", idempotency_record: str = ""
+    user_id: str, draft: dict[str, Any], *, idempotency_key: str = "", idempotency_record: str = ""
 ) -> bool:
     """Store a new draft unless the user has MAX_DRAFTS already; return whether it was stored.
 
     With an idempotency key, its finished record is written in the same atomic step.
     """
     script_keys = [keys.drafts(user_id), *([idempotency_key] if idempotency_key else [])]
-    args = [draft["id"], json.dumps(draft), sessions_setting("MAX_DRAFTS"), _ttl()]
+    args: list[str | int] = [draft["id"], json.dumps(draft), sessions_setting("MAX_DRAFTS"), _ttl()]
     args += [idempotency_record, sessions_setting("IDEMPOTENCY_TTL")]
-    return app_client().register_script(CREATE)(keys=script_keys, args=args) == 1
+    stored: int = app_client().register_script(CREATE)(keys=script_keys, args=args)
+    return stored == 1
 
 
 def _compare_and_set(user_id: str, draft_id: str, expected_version: int, new_json: str) -> Outcome:
     script = app_client().register_script(COMPARE_AND_SET)
-    args = [draft_id, expected_version, new_json, _ttl()]
+    args: list[str | int] = [draft_id, expected_version, new_json, _ttl()]
     return OUTCOMES[script(keys=[keys.drafts(user_id)], args=args)]
 
 
-def replace(user_id: str, draft: dict, *, expected_version: int) -> Outcome:
+def replace(user_id: str, draft: dict[str, Any], *, expected_version: int) -> Outcome:
     """Overwrite a draft, only if it is still at `expected_version`."""
     return _compare_and_set(user_id, draft["id"], expected_version, json.dumps(draft))
 

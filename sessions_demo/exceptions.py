@@ -1,7 +1,7 @@
 """The API errors sessions_demo raises; config.errors gives each the one error shape."""
 
 from rest_framework import exceptions, status
-from rest_framework_simplejwt.exceptions import DetailDictMixin
+from rest_framework_simplejwt.exceptions import AuthenticationFailed as SimpleJWTAuthFailed
 
 
 class PreconditionFailed(exceptions.APIException):
@@ -40,8 +40,9 @@ class IdempotencyKeyReused(exceptions.APIException):
 
 def plain_auth_error(exc: Exception) -> Exception:
     """Return simplejwt's dict-shaped 401 as DRF's plain one, which config.errors shapes."""
-    # simplejwt's errors carry {"detail", "code", "messages"} as their detail, not one message.
-    if isinstance(exc, DetailDictMixin) and isinstance(exc.detail, dict):
+    # simplejwt's errors (its AuthenticationFailed, InvalidToken) carry {"detail", "code",
+    # "messages"} as their detail, not one message.
+    if isinstance(exc, SimpleJWTAuthFailed) and isinstance(exc.detail, dict):
         return exceptions.AuthenticationFailed(
             str(exc.detail["detail"]), code=str(exc.detail["code"])
         )

@@ -8,6 +8,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
+from typing import Any, cast
 
 from rest_framework import exceptions
 
@@ -27,7 +28,7 @@ class Claim:
     redis_key: str
     fingerprint: str
 
-    def finished(self, *, status: int, body: dict) -> str:
+    def finished(self, *, status: int, body: dict[str, Any]) -> str:
         """Return the record that replaces the claim once the request has succeeded."""
         return json.dumps(
             {"state": "done", "fingerprint": self.fingerprint, "status": status, "body": body}
@@ -40,7 +41,9 @@ def fingerprint(method: str, path: str, data: object) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def claim(*, user_id: str, key: str, request_fingerprint: str) -> tuple[Claim | None, dict | None]:
+def claim(
+    *, user_id: str, key: str, request_fingerprint: str
+) -> tuple[Claim | None, dict[str, Any] | None]:
     """Claim `key` for this request: return (claim, None), or (None, the earlier finished record).
 
     Raise 409 while an earlier request with the key is in flight, 422 when its body differed.
@@ -49,9 +52,13 @@ def claim(*, user_id: str, key: str, request_fingerprint: str) -> tuple[Claim | 
         raise exceptions.ValidationError({HEADER: ["Must be 1 to 255 visible ASCII characters."]})
     redis_key = keys.idempotency(user_id, hashlib.sha256(key.encode()).hexdigest())
     in_flight = json.dumps({"state": "in_flight", "fingerprint": request_fingerprint})
-    # SET NX GET (Redis 7+): claim the key, or read who holds it, in one atomic command.
-    previous = app_client().set(
-        redis_key, in_flight, nx=True, get=True, ex=sessions_setting("IDEMPOTENCY_LOCK_TTL")
+    # SET NX GET (Redis 7+): claim the key, or read who holds it, in one atomic command. GET makes
+    # the reply the old value: a str (the apps' client decodes), or None when the key was free.
+    previous = cast(
+        str | None,
+        app_client().set(
+            redis_key, in_flight, nx=True, get=True, ex=sessions_setting("IDEMPOTENCY_LOCK_TTL")
+        ),
     )
     if previous is None:
         return Claim(redis_key, request_fingerprint), None

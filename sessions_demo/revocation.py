@@ -1,6 +1,7 @@
 """The access-token deny-list: logged-out access tokens, each kept only until it would expire."""
 
 import time
+from typing import Any
 
 from config.redis_wiring import app_client
 from sessions_demo import keys
@@ -12,7 +13,7 @@ def enabled() -> bool:
     return bool(sessions_setting("REVOKE_ACCESS_ON_LOGOUT"))
 
 
-def deny(claims: dict) -> None:
+def deny(claims: dict[str, Any]) -> None:
     """Deny the access token with these claims for the rest of its lifetime."""
     remaining = int(claims["exp"] - time.time())
     if remaining > 0:

@@ -1,6 +1,7 @@
 """Reads: drafts and preferences from Redis, the personal feed, token checks."""
 
 import json
+from typing import Any, cast
 
 from rest_framework import exceptions
 from rest_framework_simplejwt.exceptions import TokenError
@@ -15,12 +16,12 @@ from sessions_demo.conf import sessions_setting
 SUMMARY_FIELDS = ("id", "title", "version", "created_at", "updated_at")
 
 
-def draft_etag(draft: dict) -> str:
+def draft_etag(draft: dict[str, Any]) -> str:
     """Return the strong ETag of a draft: its version."""
     return f'"{draft["version"]}"'
 
 
-def draft_get(*, user_id: str, draft_id: str) -> dict:
+def draft_get(*, user_id: str, draft_id: str) -> dict[str, Any]:
     """Return one draft of the user; another user's draft id is as unknown as a made-up one."""
     draft = drafts_store.get(user_id, draft_id)
     if draft is None:
@@ -28,7 +29,7 @@ def draft_get(*, user_id: str, draft_id: str) -> dict:
     return draft
 
 
-def draft_list(*, user_id: str) -> list[dict]:
+def draft_list(*, user_id: str) -> list[dict[str, Any]]:
     """Return the user's drafts without their bodies, most recently changed first."""
     drafts = sorted(drafts_store.get_all(user_id), key=lambda d: d["updated_at"], reverse=True)
     return [{field: draft[field] for field in SUMMARY_FIELDS} for draft in drafts]
@@ -39,16 +40,17 @@ def existing_category_slugs(slugs: list[str]) -> set[str]:
     return catalog_selectors.existing_category_slugs(slugs)
 
 
-def _preferences(raw: str | None) -> dict:
+def _preferences(raw: str | None) -> dict[str, Any]:
     return json.loads(raw) if raw is not None else {"categories": []}
 
 
-def preferences_get(*, user_id: str) -> dict:
+def preferences_get(*, user_id: str) -> dict[str, Any]:
     """Return the user's feed preferences (no categories until they set some)."""
-    return _preferences(app_client().get(keys.preferences(user_id)))
+    # The apps' client decodes replies (decode_responses=True): a str, or None when unset.
+    return _preferences(cast(str | None, app_client().get(keys.preferences(user_id))))
 
 
-def feed(*, user_id: str) -> dict:
+def feed(*, user_id: str) -> dict[str, Any]:
     """Return the user's feed: followed categories, draft count, their newest products."""
     pipe = app_client().pipeline(transaction=False)
     pipe.get(keys.preferences(user_id))
@@ -67,7 +69,8 @@ def feed(*, user_id: str) -> dict:
 
 def token_check(*, token: str) -> None:
     """Raise TokenError unless `token` is valid, not blacklisted and not revoked."""
-    checked = UntypedToken(token)  # signature, expiry, iss, aud, jti; any token_type
+    # Checks signature, expiry, iss, aud, jti; any token_type.
+    checked = UntypedToken(token)  # type: ignore[arg-type]  # simplejwt's hint says Token; it decodes the encoded JWT
     jti = checked["jti"]
     if BlacklistedToken.objects.filter(token__jti=jti).exists():
         raise TokenError("Token is blacklisted")

@@ -1,10 +1,15 @@
 """Input and output shapes of the sessions_demo API."""
 
+from typing import Any
+
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractUser
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
+from rest_framework_simplejwt.models import TokenUser
 from rest_framework_simplejwt.serializers import TokenObtainPairSerializer
+from rest_framework_simplejwt.tokens import RefreshToken
 
 from sessions_demo.conf import sessions_setting
 from sessions_demo.tokens import refresh_token_for
@@ -14,24 +19,24 @@ class TokenObtainSerializer(TokenObtainPairSerializer):
     """Check username and password; return a token pair carrying username and is_staff."""
 
     @classmethod
-    def get_token(cls, user):
+    def get_token(cls, user: AbstractUser) -> RefreshToken:  # type: ignore[override]  # simplejwt's hint admits a TokenUser; validate() passes the User it found
         return refresh_token_for(user)
 
 
-class TokenPairSerializer(serializers.Serializer):
+class TokenPairSerializer(serializers.Serializer[dict[str, Any]]):
     access = serializers.CharField(read_only=True)
     refresh = serializers.CharField(read_only=True)
 
 
-class RefreshSerializer(serializers.Serializer):
+class RefreshSerializer(serializers.Serializer[dict[str, Any]]):
     refresh = serializers.CharField()
 
 
-class VerifySerializer(serializers.Serializer):
+class VerifySerializer(serializers.Serializer[dict[str, Any]]):
     token = serializers.CharField()
 
 
-class RegisterSerializer(serializers.ModelSerializer):
+class RegisterSerializer(serializers.ModelSerializer[AbstractUser]):
     """A new account: username checked as Django does, password by AUTH_PASSWORD_VALIDATORS."""
 
     id = serializers.CharField(read_only=True)  # as the token's user_id claim spells it
@@ -41,7 +46,7 @@ class RegisterSerializer(serializers.ModelSerializer):
         model = get_user_model()
         fields = ["id", "username", "password"]
 
-    def validate(self, attrs: dict) -> dict:
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         user = get_user_model()(username=attrs["username"])
         try:
             validate_password(attrs["password"], user=user)
@@ -50,13 +55,13 @@ class RegisterSerializer(serializers.ModelSerializer):
         return attrs
 
 
-class MeSerializer(serializers.Serializer):
+class MeSerializer(serializers.Serializer[TokenUser]):
     id = serializers.CharField()
     username = serializers.CharField()
     is_staff = serializers.BooleanField()
 
 
-class PreferencesSerializer(serializers.Serializer):
+class PreferencesSerializer(serializers.Serializer[dict[str, Any]]):
     categories = serializers.ListField(child=serializers.SlugField(max_length=64))
 
     def validate_categories(self, value: list[str]) -> list[str]:
@@ -66,7 +71,7 @@ class PreferencesSerializer(serializers.Serializer):
         return value
 
 
-class DraftSerializer(serializers.Serializer):
+class DraftSerializer(serializers.Serializer[dict[str, Any]]):
     """A draft as the API shows it, and what a client may write (title, body)."""
 
     id = serializers.CharField(read_only=True)
@@ -85,7 +90,7 @@ class DraftSerializer(serializers.Serializer):
         return value
 
 
-class DraftSummarySerializer(serializers.Serializer):
+class DraftSummarySerializer(serializers.Serializer[dict[str, Any]]):
     id = serializers.CharField()
     title = serializers.CharField()
     version = serializers.IntegerField()
@@ -93,7 +98,7 @@ class DraftSummarySerializer(serializers.Serializer):
     updated_at = serializers.CharField()
 
 
-class FeedSerializer(serializers.Serializer):
+class FeedSerializer(serializers.Serializer[dict[str, Any]]):
     categories = serializers.ListField(child=serializers.CharField())
     draft_count = serializers.IntegerField()
     products = serializers.ListField(child=serializers.DictField())

@@ -2,14 +2,17 @@
 
 import json
 import uuid
+from collections.abc import Mapping
+from typing import Any, cast
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework import exceptions
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.settings import api_settings
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from config.redis_wiring import app_client
@@ -27,7 +30,7 @@ from sessions_demo.tokens import token_pair_for
 
 
 @transaction.atomic
-def user_register(*, username: str, password: str) -> AbstractBaseUser:
+def user_register(*, username: str, password: str) -> AbstractUser:
     """Create an account; the caller has validated the username and password."""
     try:
         return get_user_model().objects.create_user(username=username, password=password)
@@ -40,7 +43,8 @@ def user_register(*, username: str, password: str) -> AbstractBaseUser:
 @transaction.atomic
 def refresh_token_rotate(*, refresh: str) -> dict[str, str]:
     """Spend a refresh token (it is blacklisted) on a new pair with the user's current claims."""
-    token = RefreshToken(refresh)  # checks signature, expiry, type, and the blacklist
+    # Checks signature, expiry, type, and the blacklist.
+    token = RefreshToken(refresh)  # type: ignore[arg-type]  # simplejwt's hint says Token; it decodes the encoded JWT
     user_id = token.get(api_settings.USER_ID_CLAIM)
     user = (
         get_user_model()
@@ -51,16 +55,17 @@ def refresh_token_rotate(*, refresh: str) -> dict[str, str]:
         raise exceptions.AuthenticationFailed(
             "No active account found for the given token.", code="no_active_account"
         )
-    _, newly_blacklisted = token.blacklist()
+    # blacklist() returns get_or_create's (entry, created), though its hint says the entry alone.
+    _, newly_blacklisted = cast(tuple[BlacklistedToken, bool], token.blacklist())
     if not newly_blacklisted:  # a concurrent refresh spent it first: a refresh token is single-use
         raise TokenError("Token is blacklisted")
     return token_pair_for(user)
 
 
 @transaction.atomic
-def logout(*, refresh: str, access_claims: dict | None) -> None:
+def logout(*, refresh: str, access_claims: dict[str, Any] | None) -> None:
     """Blacklist the refresh token; with JWT_REVOKE_ACCESS_ON_LOGOUT, deny the access token too."""
-    RefreshToken(refresh).blacklist()
+    RefreshToken(refresh).blacklist()  # type: ignore[arg-type]  # simplejwt's hint says Token; it decodes the encoded JWT
     if access_claims is not None and revocation.enabled():
         revocation.deny(access_claims)
 
@@ -69,7 +74,7 @@ def _now() -> str:
     return timezone.now().isoformat(timespec="milliseconds")
 
 
-def _check_size(draft: dict) -> None:
+def _check_size(draft: dict[str, Any]) -> None:
     size = len(draft["title"].encode()) + len(draft["body"].encode())
     limit = sessions_setting("MAX_DRAFT_BYTES")
     if size > limit:
@@ -78,7 +83,9 @@ def _check_size(draft: dict) -> None:
         )
 
 
-def draft_create(*, user_id: str, title: str, body: str, claim: Claim | None = None) -> dict:
+def draft_create(
+    *, user_id: str, title: str, body: str, claim: Claim | None = None
+) -> dict[str, Any]:
     """Store a new draft (and complete the Idempotency-Key `claim` with it, atomically)."""
     now = _now()
     draft = {
@@ -102,7 +109,7 @@ def draft_create(*, user_id: str, title: str, body: str, claim: Claim | None = N
     return draft
 
 
-def _current(user_id: str, draft_id: str, if_match: list[str] | None) -> dict:
+def _current(user_id: str, draft_id: str, if_match: list[str] | None) -> dict[str, Any]:
     draft = drafts_store.get(user_id, draft_id)
     if draft is None:
         raise exceptions.NotFound("No such draft.")
@@ -118,7 +125,9 @@ def _raise_unless_done(outcome: str, if_match: list[str] | None) -> None:
         raise PreconditionFailed() if if_match is not None else ConcurrentUpdate()
 
 
-def draft_update(*, user_id: str, draft_id: str, changes: dict, if_match: list[str] | None) -> dict:
+def draft_update(
+    *, user_id: str, draft_id: str, changes: Mapping[str, str], if_match: list[str] | None
+) -> dict[str, Any]:
     """Apply `changes` (title, body) to a draft, if it still matches `if_match` when given."""
     current = _current(user_id, draft_id, if_match)
     draft = {**current, **changes, "version": current["version"] + 1, "updated_at": _now()}
@@ -135,7 +144,7 @@ def draft_delete(*, user_id: str, draft_id: str, if_match: list[str] | None) -> 
     _raise_unless_done(outcome, if_match)
 
 
-def preferences_set(*, user_id: str, categories: list[str]) -> dict:
+def preferences_set(*, user_id: str, categories: list[str]) -> dict[str, list[str]]:
     """Set the categories the user follows; each must exist in the catalog."""
     unknown = sorted(set(categories) - existing_category_slugs(categories))
     if unknown:

@@ -2,9 +2,16 @@
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
+
+import django_stubs_ext
 
 from config import env
 from config.redis_wiring import consumer_settings
+
+# Django's generic classes subscriptable at run time too, as the type hints write them
+# (admin.ModelAdmin[Product]); DRF's classes and QuerySet are already.
+django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 VAR_DIR = Path(env.string("VAR_DIR", str(BASE_DIR / "var")))
@@ -145,7 +152,7 @@ elif JWT_ALGORITHM == "RS256":
 else:
     env.fail("JWT_ALGORITHM", f"must be HS256 or RS256, got {JWT_ALGORITHM!r}")
 
-SIMPLE_JWT = {
+SIMPLE_JWT: dict[str, Any] = {
     "ALGORITHM": JWT_ALGORITHM,
     "SIGNING_KEY": _jwt_keys[0],
     "VERIFYING_KEY": _jwt_keys[1],
@@ -184,12 +191,12 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Apps: each reads its own namespaced dict (defaults and meaning in the app's conf) ------------
-CATALOG: dict = {}
-SESSIONS_DEMO: dict = {
+CATALOG: dict[str, int] = {}
+SESSIONS_DEMO: dict[str, int] = {
     # Logout also puts the access token's jti on a Redis deny-list, until the token would expire.
     "REVOKE_ACCESS_ON_LOGOUT": env.boolean("JWT_REVOKE_ACCESS_ON_LOGOUT", False),
 }
-QUOTES: dict = {}
+QUOTES: dict[str, Any] = {}
 
 # Seconds /readyz waits for all its checks together before it names the slow ones as down.
 READINESS_TIMEOUT = 1.0

@@ -3,7 +3,7 @@
 import random
 from decimal import Decimal
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from catalog.models import Category, Product
@@ -26,14 +26,16 @@ BATCH_SIZE = 5000
 class Command(BaseCommand):
     help = "Create a deterministic catalog of N products (bulk, so no per-row signals)."
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--products", type=int, default=1000, help="How many (default 1,000).")
         parser.add_argument("--seed", type=int, default=42, help="Random seed (default 42).")
         parser.add_argument(
             "--if-empty", action="store_true", help="Do nothing when products already exist."
         )
 
-    def handle(self, *args, products: int, seed: int, if_empty: bool, **options) -> None:
+    def handle(
+        self, *args: object, products: int, seed: int, if_empty: bool, **options: object
+    ) -> None:
         if products < 0:
             raise CommandError("--products must be zero or more.")
         if Product.objects.exists():

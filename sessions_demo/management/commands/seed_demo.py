@@ -2,7 +2,7 @@
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 # (username, password, is_staff): printed by `make run`, so they are public by design.
 DEMO_ACCOUNTS = [
@@ -15,12 +15,12 @@ DEMO_ACCOUNTS = [
 class Command(BaseCommand):
     help = "Create the demo accounts (DEBUG only) and print them."
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--if-debug", action="store_true", help="Do nothing, quietly, when DEBUG is off."
         )
 
-    def handle(self, *args, if_debug: bool = False, **options) -> None:
+    def handle(self, *args: object, if_debug: bool = False, **options: object) -> None:
         if not settings.DEBUG:
             if if_debug:
                 return
