@@ -32,9 +32,10 @@ def conditional(
     response.headers["ETag"] = etag
     if last_modified is not None:
         response.headers["Last-Modified"] = http_date(last_modified.timestamp())
+    # No `public`: s-maxage already lets a shared cache store an answer to a request with
+    # Authorization (RFC 9111 3.5), and browsers store it anyway.
     patch_cache_control(
         response,
-        public=True,
         max_age=catalog_setting("BROWSER_MAX_AGE"),
         s_maxage=catalog_setting("SHARED_MAX_AGE"),
         stale_while_revalidate=catalog_setting("STALE_WHILE_REVALIDATE"),

@@ -7,7 +7,7 @@ from django.utils.http import http_date
 
 from tests.catalog.factories import make_product
 
-CACHE_CONTROL = "public, max-age=60, s-maxage=3600, stale-while-revalidate=60, stale-if-error=86400"
+CACHE_CONTROL = "max-age=60, s-maxage=3600, stale-while-revalidate=60, stale-if-error=86400"
 CACHING_HEADERS = ("etag", "last-modified", "cache-control")
 
 pytestmark = pytest.mark.django_db
@@ -35,7 +35,7 @@ def test_cache_control_comes_from_settings(asgi, product, settings):
     response = asgi.get(url(product))
 
     assert response.headers["cache-control"] == (
-        "public, max-age=5, s-maxage=600, stale-while-revalidate=60, stale-if-error=86400"
+        "max-age=5, s-maxage=600, stale-while-revalidate=60, stale-if-error=86400"
     )
 
 
