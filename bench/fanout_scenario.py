@@ -1,0 +1,74 @@
+"""Measure the fan-out: bench/fanout.py's WebSocket or SSE clients against the chosen server.
+
+Each run reads the delay of every tick to every client, with the server's CPU and memory meanwhile.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.world import BENCH_DIR, World, say
+
+
+def group_usage(leader_pid: int) -> tuple[float, int]:
+    """Return the CPU seconds and resident bytes of a server and every process of its group."""
+    cpu, rss = 0.0, 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) != leader_pid:  # the process group: the server and its workers
+                continue
+            cpu += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            rss += int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, IndexError, ValueError):
+            continue
+    return cpu, rss
+
+
+def fanout(world: World, server: str, url: str, clients: int, seconds: float, sse: bool) -> dict:
+    """Run bench/fanout.py against `server`; add the server's CPU share and memory meanwhile."""
+    leader = dict(world.processes.started)[server].pid
+    target = url if sse else url.replace("http://", "ws://", 1)
+    argv = [sys.executable, str(BENCH_DIR / "fanout.py"), target, "--clients", str(clients),
+            "--seconds", str(seconds), *(["--sse"] if sse else [])]  # fmt: skip
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    try:
+        first = process.stdout.readline()
+        cpu_before, _ = group_usage(leader)
+        started = time.monotonic()
+        last = process.stdout.readline() if first.startswith("RECORDING") else first
+        cpu_after, rss = group_usage(leader)
+        elapsed = time.monotonic() - started
+        process.wait(timeout=120)
+    finally:
+        dev_stop(process)
+    result = json.loads(last)
+    result["server_cpu_percent"] = round((cpu_after - cpu_before) / elapsed * 100, 1)
+    result["server_rss_mb"] = round(rss / 2**20, 1)
+    return result
+
+
+def dev_stop(process: subprocess.Popen) -> None:
+    """Stop a child of this process, forcefully if it does not exit in time."""
+    from tests.support import stop
+
+    stop(process)
+
+
+def fanout_runs(world: World, server: str, url: str, sizes: str, rounds: int) -> list[dict]:
+    """Run each fan-out of `sizes` (N WebSockets, sse:N SSE streams) `rounds` times; list them."""
+    rows = []
+    for size in sizes.split(","):
+        sse = size.startswith("sse:")
+        clients = int(size.removeprefix("sse:"))
+        for number in range(rounds):
+            kind = "sse" if sse else "websocket"
+            say(f"fan-out: {clients} {kind} clients, run {number + 1}")
+            row = fanout(world, server, url, clients, 10, sse=sse)
+            rows.append({"kind": kind, **row})
+    return rows

@@ -1,0 +1,97 @@
+"""Measure with: wrk (bench/wrk.lua), one HTTP request, and the Redis state the scenarios read."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import urllib.error
+import urllib.request
+from email.message import Message
+
+import redis
+
+from bench.world import BENCH_DIR, KEY_PREFIX
+
+
+def wrk(
+    url: str,
+    *,
+    seconds: float,
+    connections: int = 32,
+    headers: dict[str, str] | None = None,
+    **lua_env: str,
+) -> dict:
+    """Run wrk against `url`; return requests/s, p50/p99 in ms and the error counts."""
+    threads = min(2, connections)
+    argv = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds:g}s",
+        "-s",
+        str(BENCH_DIR / "wrk.lua"),
+    ]
+    for name, value in (headers or {}).items():
+        argv += ["-H", f"{name}: {value}"]
+    lua = {f"BENCH_{k.upper()}": str(v) for k, v in lua_env.items()}
+    result = subprocess.run(
+        [*argv, url], capture_output=True, text=True, check=True,
+        env={**os.environ, "BENCH_THREADS": str(threads), **lua},
+    )  # fmt: skip
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    return {
+        "rps": round(figures["requests"] / (figures["duration_us"] / 1e6), 1),
+        "p50_ms": round(figures["p50_us"] / 1000, 3),
+        "p99_ms": round(figures["p99_us"] / 1000, 3),
+        "requests": figures["requests"],
+        "errors": figures["socket_errors"] + figures["bad_status"],
+        **({"x_cache": figures["x_cache"]} if figures["x_cache"] else {}),
+    }
+
+
+def http(
+    method: str, url: str, *, body: dict | None = None, headers: dict | None = None
+) -> tuple[int, Message, dict | None]:
+    """Return (status, headers, parsed body) of one request."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            raw = response.read()
+            return response.status, response.headers, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, None
+
+
+def redis_client() -> redis.Redis:
+    """Return a client of the world's Redis (the settings' REDIS_URL)."""
+    from django.conf import settings
+
+    return redis.Redis.from_url(settings.REDIS_URL)
+
+
+def drop_caches() -> None:
+    """Empty the gateway's response cache and the catalog's app cache (both layers cold)."""
+    client = redis_client()
+    for pattern in (
+        f"{KEY_PREFIX}:catalog:*",
+        f"{KEY_PREFIX}:gw:cache:*",
+        f"{KEY_PREFIX}:gw:tag:*",
+    ):
+        batch = []
+        for key in client.scan_iter(match=pattern, count=5000):
+            batch.append(key)
+            if len(batch) >= 5000:
+                client.unlink(*batch)
+                batch.clear()
+        if batch:
+            client.unlink(*batch)
+
+
+def eval_calls() -> int:
+    """Return how many scripts Redis has run (EVAL and EVALSHA): the gateway's round trips."""
+    stats = redis_client().info("commandstats")
+    return sum(stats.get(name, {}).get("calls", 0) for name in ("cmdstat_eval", "cmdstat_evalsha"))

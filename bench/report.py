@@ -1,0 +1,147 @@
+"""Report a run: medians over rounds, the Markdown tables, the goals, bench/results/latest.*."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def median_of(rounds: list[dict], field: str) -> float:
+    """Return the median of one figure over the rounds."""
+    return round(statistics.median(r[field] for r in rounds), 3)
+
+
+def summarise(rounds: list[dict[str, dict]], nginx_key: str = "nginx") -> dict[str, dict]:
+    """Return each scenario's medians over rounds and the median of its per-round nginx ratio."""
+    summary = {}
+    for name in rounds[0]:
+        if name == nginx_key or rounds[0][name] is None:
+            continue
+        values = [r[name] for r in rounds]
+        figures = {f: median_of(values, f) for f in ("rps", "p50_ms", "p99_ms")}
+        figures["errors"] = sum(v["errors"] for v in values)
+        if rounds[0].get(nginx_key):
+            figures["of_nginx"] = round(
+                statistics.median(r[name]["rps"] / r[nginx_key]["rps"] for r in rounds), 4
+            )
+        summary[name] = figures
+    if rounds[0].get(nginx_key):
+        values = [r[nginx_key] for r in rounds]
+        summary[nginx_key] = {f: median_of(values, f) for f in ("rps", "p50_ms", "p99_ms")}
+        summary[nginx_key]["errors"] = sum(v["errors"] for v in values)
+        summary[nginx_key]["of_nginx"] = 1.0
+    return summary
+
+
+def table(summary: dict[str, dict]) -> list[str]:
+    """Return the Markdown table of one summary, a line per path."""
+    lines = [
+        "| path | req/s | of nginx | p50 ms | p99 ms | errors |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, f in summary.items():
+        share = f"{f['of_nginx']:.1%}" if "of_nginx" in f else "n/a"
+        lines.append(
+            f"| {name} | {f['rps']:,.0f} | {share} | {f['p50_ms']:.2f} | {f['p99_ms']:.2f} "
+            f"| {f['errors']} |"
+        )
+    return lines
+
+
+def core_goals(core: dict, wsgi: dict) -> list[tuple[str, bool | None, str]]:
+    """Return the goals about the product and `me` paths of the chosen server."""
+    out = []
+    hit, uncached = core["hit"], core["uncached"]
+    out.append(("HIT >= 10% of nginx static", hit.get("of_nginx", 0) >= 0.10 if "of_nginx" in hit
+                else None, f"{hit.get('of_nginx', 0):.1%}"))  # fmt: skip
+    out.append(("HIT p99 < 10 ms at 32 connections", hit["p99_ms"] < 10, f"{hit['p99_ms']:.2f} ms"))
+    nm = core["not_modified"]
+    out.append(("304 at least as fast as a HIT", nm["rps"] >= hit["rps"] * 0.97,
+                f"{nm['rps'] / hit['rps']:.2f}x the HIT"))  # fmt: skip
+    out.append(("HIT >= 10x uncached", hit["rps"] >= 10 * uncached["rps"],
+                f"{hit['rps'] / uncached['rps']:.1f}x"))  # fmt: skip
+    for name, label in (("uncached", "uncached product"), ("me", "JWT me")):
+        r = core[name]["rps"] / wsgi[name]["rps"]
+        out.append((f"Miss within 2x of WSGI: {label}", r >= 0.5, f"{r:.2f}x the WSGI server"))
+    return out
+
+
+def goals(results: dict) -> list[tuple[str, bool | None, str]]:
+    """Return each goal of issue 7: (goal, met, the figures that say so)."""
+    out = []
+    core = results["core"].get(results["main"])
+    if core:
+        out += core_goals(core, results["core"]["granian-wsgi"])
+    z = results.get("zipf")
+    if z:
+        out.append(("Zipf: gateway hit ratio >= 95%", z["gateway_hit_ratio"] >= 0.95,
+                    f"{z['gateway_hit_ratio']:.2%}"))  # fmt: skip
+        out.append(("Zipf: gateway + app cache >= 99%", z["combined_hit_ratio"] >= 0.99,
+                    f"{z['combined_hit_ratio']:.2%}"))  # fmt: skip
+        out.append(("Zipf: no stale read", z["stale_reads"] == 0,
+                    f"{z['stale_reads']} stale of {z['writes_acknowledged']} writes"))  # fmt: skip
+    for row in results.get("fanout", []):
+        if row["kind"] == "websocket" and row["clients"] == 1000:
+            ok = row["delay_p99_ms"] is not None and row["delay_p99_ms"] <= 100 and row["gaps"] == 0
+            ok = ok and row["connected"] == row["clients"]
+            out.append(("Fan-out: 1,000 at p99 <= 100 ms, 0 gaps", ok,
+                        f"p99 {row['delay_p99_ms']} ms, {row['gaps']} gaps"))  # fmt: skip
+    t = results.get("throttle")
+    if t:
+        extra = t["throttle_scripts_per_request"]
+        out.append(("Throttle: one Redis round trip per request", extra == 1,
+                    f"{extra} throttle scripts per request (MONITOR)"))  # fmt: skip
+        out.append(("Throttle: p50 overhead < 0.3 ms", t["p50_overhead_ms"] < 0.3,
+                    f"{t['p50_overhead_ms']:.3f} ms"))  # fmt: skip
+    return out
+
+
+def report(results: dict) -> str:
+    """Return the whole report as Markdown: every table, the throttle, Zipf, fan-out and goals."""
+    lines = [
+        "# `make bench` results",
+        "",
+        f"{results['when']} · {results['machine']} · wrk -c32 (-c200 for quotes), "
+        f"{results['rounds']} rounds of {results['seconds']} s, medians; ratios to nginx are the "
+        "median of each round's ratio.",
+        "",
+        f"## Product and auth paths, by server (gateway on; `{results['main']}` chosen)",
+    ]
+    for server, summary in results["core"].items():
+        lines += ["", f"### {server}", "", *table(summary)]
+    if "extra" in results:
+        lines += ["", f"## More paths on {results['main']}", "", *table(results["extra"])]
+    if t := results.get("throttle"):
+        lines += ["", "## Throttle", "", "```", json.dumps(t, indent=2), "```"]
+    if z := results.get("zipf"):
+        lines += ["", "## Zipf workload (s = 1.1, 10,000 products, 1 write/s)", "", "```",
+                  json.dumps(z, indent=2), "```"]  # fmt: skip
+    if results.get("fanout"):
+        lines += ["", "## Fan-out (beat + worker tick once a second)", "",
+                  "| kind | clients | connected | p50 ms | p99 ms | gaps | server CPU | RSS "
+                  "| client CPU |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+        for row in results["fanout"]:
+            lines.append(
+                f"| {row['kind']} | {row['clients']:,} | {row['connected']:,} | "
+                f"{row['delay_p50_ms']} | {row['delay_p99_ms']} | {row['gaps']} | "
+                f"{row['server_cpu_percent']}% | {row['server_rss_mb']} MB | "
+                f"{row['client_cpu_percent']}% |"
+            )
+    lines += ["", "## Goals", "", "| goal | met | figure |", "|---|---|---|"]
+    for goal, met, figure in results["goals"]:
+        mark = "yes" if met else "n/a" if met is None else "**no**"
+        lines.append(f"| {goal} | {mark} | {figure} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_results(results: dict) -> str:
+    """Write the report to bench/results/latest.md and the figures to latest.json; return it."""
+    RESULTS_DIR.mkdir(exist_ok=True)
+    text = report(results)
+    (RESULTS_DIR / "latest.md").write_text(text)
+    (RESULTS_DIR / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    return text
