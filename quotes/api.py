@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from django.http import HttpResponseBase, JsonResponse
+from typing import TypedDict, cast
+
+from django.http import HttpResponse, HttpResponseBase, JsonResponse
 from django.utils.cache import get_conditional_response, patch_cache_control
 from django.utils.http import quote_etag
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -15,6 +17,7 @@ from config.errors import error_body
 from config.openapi import IF_NONE_MATCH, NOT_MODIFIED, errors, etag_headers
 from quotes import selectors
 from quotes.conf import conf
+from quotes.market import Quote
 
 STREAMS = """
 Prices are pushed, not polled: one tick a second, every tick numbered by `seq` (one more each
@@ -38,7 +41,7 @@ two (enough to absorb a burst) and `ETag` = the seq, so a revalidation is a chea
 """
 
 
-class QuoteSerializer(serializers.Serializer):
+class QuoteSerializer(serializers.Serializer[Quote]):
     symbol = serializers.CharField()
     price = serializers.FloatField()
     change = serializers.FloatField(help_text="Since the symbol's previous price.")
@@ -46,18 +49,25 @@ class QuoteSerializer(serializers.Serializer):
     ts = serializers.IntegerField(allow_null=True, help_text="That tick's time, epoch ms.")
 
 
-class QuoteListSerializer(serializers.Serializer):
+class QuoteListSerializer(serializers.Serializer[selectors.QuoteList]):
     seq = serializers.IntegerField(help_text="The last tick.")
     ts = serializers.IntegerField(allow_null=True)
     quotes = QuoteSerializer(many=True)
 
 
-class QuoteHistorySerializer(serializers.Serializer):
+class QuoteHistory(TypedDict):
+    """The body of a history read: one symbol's recent quotes, oldest first."""
+
+    symbol: str
+    quotes: list[Quote]
+
+
+class QuoteHistorySerializer(serializers.Serializer[QuoteHistory]):
     symbol = serializers.CharField()
     quotes = QuoteSerializer(many=True, help_text="Oldest first.")
 
 
-class HistoryQuerySerializer(serializers.Serializer):
+class HistoryQuerySerializer(serializers.Serializer[dict[str, int]]):
     limit = serializers.IntegerField(min_value=1, required=False)
 
     def validate_limit(self, value: int) -> int:
@@ -75,7 +85,8 @@ def cacheable(request: Request, response: Response, *, seq: int) -> HttpResponse
     response["ETag"] = etag
     patch_cache_control(response, public=True, max_age=conf()["CACHE_MAX_AGE"])
     # Django's machinery copies Cache-Control and ETag onto the 304 it builds.
-    answer = get_conditional_response(request, etag=etag, response=response)
+    # Given a response, Django answers with it, a 304 or a 412: never None, as its stub allows.
+    answer = cast(HttpResponse, get_conditional_response(request, etag=etag, response=response))
     if answer.status_code == 412:  # a GET with a stale If-Match: Django's 412 has no body
         detail = "The quote has changed; its current ETag is attached."
         return JsonResponse(
@@ -84,7 +95,17 @@ def cacheable(request: Request, response: Response, *, seq: int) -> HttpResponse
     return answer
 
 
-READ = {"parameters": [IF_NONE_MATCH, *etag_headers(200, 304)], "auth": [{}]}
+class ReadSchema(TypedDict):
+    """The extend_schema arguments every cacheable read shares."""
+
+    parameters: list[OpenApiParameter]
+    auth: list[str]
+
+
+READ: ReadSchema = {
+    "parameters": [IF_NONE_MATCH, *etag_headers(200, 304)],
+    "auth": [{}],  # type: ignore[list-item]  # drf-spectacular's "no authentication"; its hint says str
+}
 
 
 class QuotesApiView(APIView):
@@ -133,5 +154,5 @@ class QuoteHistoryApi(QuotesApiView):
         query.is_valid(raise_exception=True)
         limit = query.validated_data.get("limit", conf()["HISTORY_LIMIT"])
         quotes = selectors.quote_history(symbol=symbol, limit=limit)
-        body = {"symbol": symbol, "quotes": quotes}
+        body: QuoteHistory = {"symbol": symbol, "quotes": quotes}
         return cacheable(request, Response(body), seq=quotes[-1]["seq"])

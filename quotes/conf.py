@@ -1,9 +1,11 @@
 """Settings of the quotes app: `settings.QUOTES` merged over these defaults."""
 
+from typing import Any
+
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-DEFAULTS = {
+DEFAULTS: dict[str, Any] = {
     # Fictional tickers and their opening prices (strings: they are exact multiples of TICK_SIZE).
     "SYMBOLS": {
         "ACME": "100.00",
@@ -53,7 +55,7 @@ DEFAULTS = {
 }
 
 
-def conf() -> dict:
+def conf() -> dict[str, Any]:
     """Return the quotes settings: `settings.QUOTES` over the defaults, checked."""
     merged = {**DEFAULTS, **settings.QUOTES}
     if not 1 <= merged["CACHE_MAX_AGE"] <= 5:

@@ -19,14 +19,27 @@ import inspect
 import json
 import logging
 import time
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, Protocol, TypedDict, cast
 from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from redis import RedisError
 
+from gateway.http import Message, Send
 from quotes.conf import conf
-from quotes.feed import Follower, Refused, encode, parse_seq, tick_hub, validate_symbols
+from quotes.feed import (
+    FeedMessage,
+    Follower,
+    Refused,
+    TickMessage,
+    encode,
+    parse_seq,
+    tick_hub,
+    validate_symbols,
+)
+from quotes.market import Quote
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +50,23 @@ SINCE_NEEDS_SYMBOLS = "since needs symbols in the query string too: ?symbols=ACM
 def now_ms() -> int:
     """Return the wall-clock time in epoch milliseconds, as ticks carry it."""
     return int(time.time() * 1000)
+
+
+class Producer(Protocol):
+    """Twisted's IPushProducer: what a transport calls as its write buffer fills and drains."""
+
+    def pauseProducing(self) -> None: ...
+    def resumeProducing(self) -> None: ...
+    def stopProducing(self) -> None: ...
+
+
+class ProducerTransport(Protocol):
+    """The part of a Twisted transport (IConsumer) that a push producer is registered with."""
+
+    producer: Producer | None
+
+    def registerProducer(self, producer: Producer, streaming: bool) -> None: ...
+    def unregisterProducer(self) -> None: ...
 
 
 class SendWindow:
@@ -50,8 +80,9 @@ class SendWindow:
 
     def __init__(self) -> None:
         self.open = True
-        self.transport = None
-        self.previous = None  # the producer we took the place of; it still hears every call
+        self.transport: ProducerTransport | None = None
+        # The producer we took the place of; it still hears every call.
+        self.previous: Producer | None = None
 
     # Twisted's IPushProducer, called on daphne's event loop.
     def pauseProducing(self) -> None:
@@ -69,7 +100,7 @@ class SendWindow:
             self.previous.stopProducing()
 
     @classmethod
-    def attach(cls, send) -> SendWindow | BufferWindow:
+    def attach(cls, send: Send) -> SendWindow | BufferWindow:
         """Return the window of the connection `send` writes to (always open if it cannot tell)."""
         window = cls()
         # daphne's send is functools.partial(server.handle_reply, protocol), the one way to reach
@@ -82,9 +113,10 @@ class SendWindow:
         else:
             protocol = getattr(send, "__self__", None)
         transport = getattr(protocol, "transport", None)
-        if hasattr(transport, "get_write_buffer_size"):
-            return BufferWindow(transport)
-        if hasattr(transport, "registerProducer"):
+        if hasattr(transport, "get_write_buffer_size"):  # an asyncio transport: uvicorn's
+            return BufferWindow(cast(asyncio.WriteTransport, transport))
+        if hasattr(transport, "registerProducer"):  # a Twisted transport: daphne's
+            transport = cast(ProducerTransport, transport)
             # A transport has one producer: daphne leaves the HTTP channel it upgraded from
             # registered, so stand in front of it and pass its calls on.
             window.previous = transport.producer
@@ -125,7 +157,7 @@ class BufferWindow:
 class TokenBucket:
     """Allow `rate` events a second on average, in bursts of at most `rate`."""
 
-    def __init__(self, rate: float, timer) -> None:
+    def __init__(self, rate: float, timer: Callable[[], float]) -> None:
         self.rate = rate
         self.timer = timer
         self.tokens = rate
@@ -141,19 +173,31 @@ class TokenBucket:
         return True
 
 
-def conflate(pending: dict | None, tick: dict) -> dict:
+class Conflation(TypedDict):
+    """Ticks `first_seq` to `seq` merged for a slow client: the newest quote of each symbol."""
+
+    type: Literal["tick"]
+    seq: int
+    ts: int
+    quotes: dict[str, Quote]
+    first_seq: int
+
+
+def conflate(pending: Conflation | None, tick: TickMessage) -> Conflation:
     """Merge `tick` into the tick message held back for a slow client: newest quote per symbol."""
     if pending is None:
         return {
-            **tick,
-            "first_seq": tick["seq"],
+            "type": tick["type"],
+            "seq": tick["seq"],
+            "ts": tick["ts"],
             "quotes": {q["symbol"]: q for q in tick["quotes"]},
+            "first_seq": tick["seq"],
         }
     quotes = {**pending["quotes"], **{q["symbol"]: q for q in tick["quotes"]}}
     return {**pending, "seq": tick["seq"], "ts": tick["ts"], "quotes": quotes}
 
 
-class QuotesConsumer(AsyncJsonWebsocketConsumer):
+class QuotesConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]  # channels ships no type hints
     """Live quotes for the symbols a client subscribes to; quotes are public, so no login."""
 
     # Ticks come from the process's TickHub (quotes.feed), not from a channel per client.
@@ -167,7 +211,7 @@ class QuotesConsumer(AsyncJsonWebsocketConsumer):
         self.handling = asyncio.Lock()  # a tick and a client's message, one at a time
         self.settings = conf()
         self.follower = Follower()
-        self.pending: dict | None = None
+        self.pending: Conflation | None = None
         self.budget = TokenBucket(self.settings["MAX_MESSAGES_PER_SECOND"], self.timer)
         self.errors: collections.deque[float] = collections.deque()
         self.closing = False
@@ -211,7 +255,7 @@ class QuotesConsumer(AsyncJsonWebsocketConsumer):
         self.window.detach()
         await tick_hub().leave(self.ticks)
 
-    async def dispatch(self, message: dict) -> None:
+    async def dispatch(self, message: Message) -> None:
         """Call the handler of `message`'s type; a client's message never beside a tick."""
         # Channels' own dispatch first closes stale database connections in its one sync thread,
         # a thread hop per message; this consumer never touches the database.
@@ -246,12 +290,14 @@ class QuotesConsumer(AsyncJsonWebsocketConsumer):
             await self.refuse("bad_json", "The message is not valid JSON.")
             return
         kind = message.get("type") if isinstance(message, dict) else None
-        handler = {
+        handlers = {
             "subscribe": self.on_subscribe,
             "unsubscribe": self.on_unsubscribe,
             "resume": self.on_resume,
             "ping": self.on_ping,
-        }.get(kind)
+        }
+        # The type may be any JSON value; only a string can name a handler (a list cannot be a key).
+        handler = handlers.get(kind) if isinstance(kind, str) else None
         if handler is None:
             await self.refuse(
                 "unknown_type", "type must be subscribe, unsubscribe, resume or ping."
@@ -262,7 +308,7 @@ class QuotesConsumer(AsyncJsonWebsocketConsumer):
         except RedisError:
             await self.unavailable()
 
-    async def on_subscribe(self, message: dict) -> None:
+    async def on_subscribe(self, message: dict[str, Any]) -> None:
         try:
             symbols = validate_symbols(message.get("symbols"), subscribed=self.follower.symbols)
         except Refused as error:
@@ -270,7 +316,7 @@ class QuotesConsumer(AsyncJsonWebsocketConsumer):
             return
         await self.deliver(await self.follower.subscribe(symbols))
 
-    async def on_unsubscribe(self, message: dict) -> None:
+    async def on_unsubscribe(self, message: dict[str, Any]) -> None:
         symbols = message.get("symbols")
         if not (isinstance(symbols, list) and all(isinstance(s, str) for s in symbols)):
             await self.refuse("invalid", "symbols must be a list of ticker symbols.")
@@ -280,7 +326,7 @@ class QuotesConsumer(AsyncJsonWebsocketConsumer):
             for symbol in symbols:
                 self.pending["quotes"].pop(symbol, None)
 
-    async def on_resume(self, message: dict) -> None:
+    async def on_resume(self, message: dict[str, Any]) -> None:
         since = message.get("since")
         if type(since) is not int or since < 0:
             await self.refuse("invalid", "since must be a tick seq (a whole number).")
@@ -289,7 +335,7 @@ class QuotesConsumer(AsyncJsonWebsocketConsumer):
         for each in await self.follower.resume(since):
             await self.deliver(each)
 
-    async def on_ping(self, message: dict) -> None:
+    async def on_ping(self, message: dict[str, Any]) -> None:
         await self.send_message({"type": "pong", "ts": now_ms()})
 
     async def unavailable(self) -> None:
@@ -337,9 +383,9 @@ class QuotesConsumer(AsyncJsonWebsocketConsumer):
         for message in messages:
             await self.deliver(message)
 
-    async def deliver(self, message: dict) -> None:
+    async def deliver(self, message: FeedMessage) -> None:
         """Send a snapshot or tick; conflate ticks while the client is not keeping up."""
-        if message["type"] == "snapshot":
+        if not isinstance(message, TickMessage):  # a snapshot
             if message["reset"]:
                 self.pending = None
             await self.send_message(message)
@@ -352,13 +398,13 @@ class QuotesConsumer(AsyncJsonWebsocketConsumer):
         self.pending = conflate(self.pending, message)
         if self.window.open:
             pending, self.pending = self.pending, None
-            first_seq = pending.pop("first_seq")
-            merged = {**pending, "quotes": list(pending["quotes"].values())}
+            merged: dict[str, Any] = {**pending, "quotes": list(pending["quotes"].values())}
+            first_seq = merged.pop("first_seq")
             if first_seq < pending["seq"]:  # says which ticks it stands for, so none looks lost
                 merged.update(conflated=True, first_seq=first_seq)
             await self.send_message(merged)
 
-    async def send_message(self, message: dict) -> None:
+    async def send_message(self, message: Mapping[str, Any]) -> None:
         self.last_sent = self.timer()
         await self.send(text_data=encode(message))
 

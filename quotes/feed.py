@@ -14,7 +14,8 @@ import functools
 import json
 import logging
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal, TypedDict
 
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -22,12 +23,15 @@ from redis import asyncio as aioredis
 
 from quotes import keys
 from quotes.conf import conf
-from quotes.selectors import latest_view, market
+from quotes.market import Quote, Tick
+from quotes.selectors import QuoteList, latest_view, market
 
 logger = logging.getLogger(__name__)
 
-_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_hubs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = (
+    weakref.WeakKeyDictionary()
+)
+_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, TickHub] = weakref.WeakKeyDictionary()
 
 
 def redis_client() -> aioredis.Redis:
@@ -88,7 +92,7 @@ def parse_seq(raw: str | None, *, name: str) -> int | None:
     return int(raw)
 
 
-async def snapshot(symbols: list[str]) -> dict:
+async def snapshot(symbols: list[str]) -> QuoteList:
     """Return {seq, ts, quotes}: the latest quotes of `symbols` and the tick they are from."""
     async with redis_client().pipeline() as pipe:  # MULTI/EXEC: the seq and quotes of one moment
         pipe.hgetall(keys.meta())
@@ -113,7 +117,7 @@ async def ticks_after(since: int, until: int | None = None) -> list[str] | None:
     return ticks if len(ticks) == last - since else None
 
 
-def published_tick(event: dict) -> str:
+def published_tick(event: Mapping[str, Any]) -> str:
     """Return the JSON of the tick a channel-layer event carries."""
     tick = event["tick"]
     # A worker of the previous release publishes the tick as a dict (same keys, same order).
@@ -124,15 +128,31 @@ def published_tick(event: dict) -> str:
 # decode a tick and encode its message once per process, not once per client. Keyed by the tick's
 # JSON, so a cached value can never belong to another tick; the values are shared: read only.
 @functools.lru_cache(maxsize=16)
-def decoded_tick(text: str) -> dict:
+def decoded_tick(text: str) -> Tick:
     """Return the tick stored and published as `text` (shared: do not change it)."""
-    return json.loads(text)
+    tick: Tick = json.loads(text)
+    return tick
 
 
-class TickMessage(dict):
+class Snapshot(TypedDict):
+    """A client's symbols as of one tick; `reset` when it stands for ticks no longer kept."""
+
+    type: Literal["snapshot"]
+    reset: bool
+    seq: int
+    ts: int | None
+    quotes: list[Quote]
+
+
+class TickMessage(dict[str, Any]):
     """A tick message with its JSON, made once for every client that follows the same symbols."""
 
     __slots__ = ("json",)
+    json: str
+
+
+# What a Follower sends its client.
+FeedMessage = Snapshot | TickMessage
 
 
 @functools.lru_cache(maxsize=256)
@@ -145,7 +165,7 @@ def tick_message(text: str, symbols: frozenset[str]) -> TickMessage:
     return message
 
 
-def encode(message: dict) -> str:
+def encode(message: Mapping[str, Any]) -> str:
     """Return `message` as JSON (a tick message's JSON was made once, with it)."""
     return message.json if isinstance(message, TickMessage) else json.dumps(message)
 
@@ -159,8 +179,8 @@ class TickHub:
 
     def __init__(self) -> None:
         self.queues: set[asyncio.Queue[str]] = set()
-        self.listening: asyncio.Task | None = None
-        self.subscribed: asyncio.Future | None = None
+        self.listening: asyncio.Task[None] | None = None
+        self.subscribed: asyncio.Future[None] | None = None
 
     async def join(self) -> asyncio.Queue[str]:
         """Return a queue that gets every tick (JSON) this process receives from now on."""
@@ -169,6 +189,7 @@ class TickHub:
         if self.listening is None or self.listening.done():  # none yet, or it failed
             self.subscribed = asyncio.get_running_loop().create_future()
             self.listening = asyncio.create_task(self.listen(self.subscribed))
+        assert self.subscribed is not None  # set and cleared together with `listening`
         try:
             await asyncio.shield(self.subscribed)  # subscribed before the caller reads a snapshot
         except BaseException:
@@ -184,7 +205,7 @@ class TickHub:
             listening.cancel()
             await asyncio.wait([listening])  # until it has unsubscribed
 
-    async def listen(self, subscribed: asyncio.Future) -> None:
+    async def listen(self, subscribed: asyncio.Future[None]) -> None:
         layer = get_channel_layer()
         channel = None
         try:
@@ -225,7 +246,7 @@ class Follower:
         self.symbols: dict[str, int] = {}
         self.cursor: int | None = None
 
-    async def subscribe(self, symbols: list[str]) -> dict:
+    async def subscribe(self, symbols: list[str]) -> Snapshot:
         """Add `symbols`; return the snapshot message that brings the client up to date on them."""
         state = await snapshot(symbols)
         self.symbols.update(dict.fromkeys(symbols, state["seq"]))
@@ -238,7 +259,7 @@ class Follower:
         for symbol in symbols:
             self.symbols.pop(symbol, None)
 
-    async def resume(self, since: int, symbols: Iterable[str] = ()) -> list[dict]:
+    async def resume(self, since: int, symbols: Iterable[str] = ()) -> list[FeedMessage]:
         """Return the ticks after `since` for the symbols (plus `symbols`), or a reset snapshot."""
         self.symbols.update(dict.fromkeys(symbols, since))
         ticks = await ticks_after(since)
@@ -248,7 +269,7 @@ class Follower:
         self.cursor = since
         return [self._message(tick) for tick in ticks]
 
-    async def on_tick(self, text: str) -> list[dict]:
+    async def on_tick(self, text: str) -> list[FeedMessage]:
         """Return the messages a published tick (JSON) makes for this client, missed ones first."""
         tick = decoded_tick(text)
         if self.cursor is None or tick["seq"] <= self.cursor:
@@ -256,14 +277,15 @@ class Follower:
         if not self.symbols:
             self.cursor = tick["seq"]  # nothing to miss: no symbols, no messages
             return []
-        missed = []
         if tick["seq"] > self.cursor + 1:
             missed = await ticks_after(self.cursor, tick["seq"] - 1)
             if missed is None:
                 return [await self.reset()]
+        else:
+            missed = []
         return [self._message(each) for each in [*missed, text]]
 
-    async def reset(self) -> dict:
+    async def reset(self) -> Snapshot:
         """Return a fresh snapshot of every symbol, flagged `reset`, and restart from it."""
         state = await snapshot(list(self.symbols))
         self.symbols = dict.fromkeys(self.symbols, state["seq"])

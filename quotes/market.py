@@ -4,8 +4,28 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any, TypedDict
+
+
+class Quote(TypedDict):
+    """A symbol's price as clients see it, with the tick that set it (seq 0, no ts: the opening)."""
+
+    symbol: str
+    price: float
+    change: float
+    seq: int
+    ts: int | None
+
+
+class Tick(TypedDict):
+    """One move of the market, as stored and published: the quotes that changed."""
+
+    seq: int
+    ts: int
+    quotes: list[Quote]
 
 
 @dataclass(frozen=True)
@@ -19,7 +39,7 @@ class Market:
     seed: int | str
 
     @classmethod
-    def from_conf(cls, conf: dict) -> Market:
+    def from_conf(cls, conf: Mapping[str, Any]) -> Market:
         """Build the market the QUOTES settings describe."""
         tick_size = Decimal(conf["TICK_SIZE"])
         opening = {}
@@ -53,7 +73,7 @@ class Market:
         """Return a price given in currency units in ticks."""
         return round(Decimal(str(price)) / self.tick_size)
 
-    def quote(self, symbol: str, ticks: int, previous: int, seq: int, ts: int | None) -> dict:
+    def quote(self, symbol: str, ticks: int, previous: int, seq: int, ts: int | None) -> Quote:
         """Return the quote clients see: price, change since the previous tick, seq and time."""
         return {
             "symbol": symbol,
@@ -63,6 +83,6 @@ class Market:
             "ts": ts,
         }
 
-    def opening_quotes(self) -> dict[str, dict]:
+    def opening_quotes(self) -> dict[str, Quote]:
         """Return every symbol's quote before the first tick (seq 0, no time)."""
         return {s: self.quote(s, ticks, ticks, 0, None) for s, ticks in self.opening.items()}

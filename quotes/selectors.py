@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import json
+from typing import TypedDict, cast
 
 from django.http import Http404
 
 from config.redis_wiring import app_client
 from quotes import keys
 from quotes.conf import conf
-from quotes.market import Market
+from quotes.market import Market, Quote
+
+
+class QuoteList(TypedDict):
+    """The latest quotes of some symbols, with the seq and time of the tick they are from."""
+
+    seq: int
+    ts: int | None
+    quotes: list[Quote]
 
 
 def market() -> Market:
@@ -17,7 +26,9 @@ def market() -> Market:
     return Market.from_conf(conf())
 
 
-def latest_view(the_market: Market, meta: dict, latest: dict, symbols: list[str]) -> dict:
+def latest_view(
+    the_market: Market, meta: dict[str, str], latest: dict[str, str], symbols: list[str]
+) -> QuoteList:
     """Shape the stored meta and latest hashes as {seq, ts, quotes} for `symbols`."""
     opening = the_market.opening_quotes()
     quotes = [json.loads(latest[s]) if s in latest else opening[s] for s in symbols]
@@ -31,7 +42,7 @@ def unknown_symbols(symbols: list[str]) -> list[str]:
     return [symbol for symbol in symbols if symbol not in known]
 
 
-def quotes_latest() -> dict:
+def quotes_latest() -> QuoteList:
     """Return the latest quote of every symbol, with the seq and time of the last tick."""
     the_market = market()
     with app_client().pipeline() as pipe:  # MULTI/EXEC: the seq and the quotes of one moment
@@ -41,7 +52,7 @@ def quotes_latest() -> dict:
     return latest_view(the_market, meta, latest, list(the_market.opening))
 
 
-def quote_get(*, symbol: str) -> dict:
+def quote_get(*, symbol: str) -> Quote:
     """Return the latest quote of `symbol`; Http404 when the market does not list it."""
     the_market = market()
     if symbol not in the_market.opening:
@@ -50,12 +61,17 @@ def quote_get(*, symbol: str) -> dict:
     return json.loads(stored) if stored else the_market.opening_quotes()[symbol]
 
 
-def quote_history(*, symbol: str, limit: int) -> list[dict]:
+def quote_history(*, symbol: str, limit: int) -> list[Quote]:
     """Return the last `limit` quotes of `symbol`, oldest first (the opening before any tick)."""
     the_market = market()
     if symbol not in the_market.opening:
         raise Http404(f"Unknown symbol {symbol!r}.")
-    entries = app_client().xrevrange(keys.history(symbol), count=limit)
+    # The apps' client decodes replies (decode_responses=True): ids, fields and values are str.
+    # XREVRANGE lists only entries that exist, each with its fields (redis-py's hint allows None).
+    entries = cast(
+        list[tuple[str, dict[str, str]]],
+        app_client().xrevrange(keys.history(symbol), count=limit),
+    )
     if not entries:
         return [the_market.opening_quotes()[symbol]]
     return [json.loads(fields["quote"]) for _id, fields in reversed(entries)]

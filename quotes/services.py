@@ -13,7 +13,7 @@ from channels.layers import get_channel_layer
 from config.redis_wiring import app_client
 from quotes import keys
 from quotes.conf import conf
-from quotes.market import Market
+from quotes.market import Market, Tick
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ return seq + 1
 _ATTEMPTS = 3
 
 
-def tick(*, now: float | None = None) -> dict | None:
+def tick(*, now: float | None = None) -> Tick | None:
     """Advance the market one tick and publish it; return None when this second already ticked."""
     moved = advance(now=now)
     if moved is not None:
@@ -50,7 +50,7 @@ def tick(*, now: float | None = None) -> dict | None:
     return moved
 
 
-def advance(*, now: float | None = None) -> dict | None:
+def advance(*, now: float | None = None) -> Tick | None:
     """Move every price one tick and store it, once per whole second of `now` (default: now)."""
     now = time.time() if now is None else now
     slot = math.floor(now)
@@ -77,7 +77,7 @@ def advance(*, now: float | None = None) -> dict | None:
             for symbol in moved
             if moved[symbol] != prices[symbol]
         ]
-        new_tick = {"seq": seq + 1, "ts": ts, "quotes": changed}
+        new_tick: Tick = {"seq": seq + 1, "ts": ts, "quotes": changed}
         history_keys = [keys.history(quote["symbol"]) for quote in changed]
         pairs = [item for quote in changed for item in (quote["symbol"], json.dumps(quote))]
         result = commit(
@@ -92,7 +92,7 @@ def advance(*, now: float | None = None) -> dict | None:
     return None
 
 
-def publish(new_tick: dict) -> None:
+def publish(new_tick: Tick) -> None:
     """Send a stored tick to every connection in the quotes group (one message per tick)."""
     layer = get_channel_layer()
     # As its JSON, the same text as stored: each server process decodes it once for all its

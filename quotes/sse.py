@@ -9,11 +9,19 @@ from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHt
 
 from config.errors import error_body
 from quotes.conf import conf
-from quotes.feed import Follower, Refused, encode, parse_seq, tick_hub, validate_symbols
+from quotes.feed import (
+    FeedMessage,
+    Follower,
+    Refused,
+    encode,
+    parse_seq,
+    tick_hub,
+    validate_symbols,
+)
 from quotes.selectors import market
 
 
-def sse_event(message: dict) -> str:
+def sse_event(message: FeedMessage) -> str:
     """Format a snapshot or tick as one event whose id is its seq."""
     return f"id: {message['seq']}\nevent: {message['type']}\ndata: {encode(message)}\n\n"
 
@@ -46,6 +54,7 @@ async def events(symbols: list[str], since: int | None) -> AsyncIterator[str]:
     try:
         yield f"retry: {settings['SSE_RETRY_MS']}\n\n"
         follower = Follower()
+        messages: list[FeedMessage]
         if since is None:
             messages = [await follower.subscribe(symbols)]
         else:

@@ -5,7 +5,7 @@ from celery import shared_task
 from quotes import services
 
 
-@shared_task(ignore_result=True)
+@shared_task(ignore_result=True)  # type: ignore[untyped-decorator]  # celery ships no type hints
 def tick() -> int | None:
     """Advance the market one tick; a duplicate for the same second does nothing."""
     moved = services.tick()

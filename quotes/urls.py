@@ -6,9 +6,9 @@ from quotes import api, sse, views
 
 app_name = "quotes"
 
-urlpatterns: list = [path("quotes/", views.quotes_page, name="page")]
+urlpatterns = [path("quotes/", views.quotes_page, name="page")]
 
-api_urlpatterns: list = [
+api_urlpatterns = [
     path("quotes/", api.QuoteListApi.as_view(), name="list"),
     # Before the symbol route, which would otherwise take "stream" for a symbol.
     path("quotes/stream/", sse.quote_stream, name="stream"),
