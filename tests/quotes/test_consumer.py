@@ -372,6 +372,12 @@ async def test_a_quiet_connection_gets_heartbeats(quotes_settings):
         ("{not json", "bad_json", "The message is not valid JSON."),
         ('["subscribe"]', "unknown_type", "type must be subscribe, unsubscribe, resume or ping."),
         ('{"type": "buy"}', "unknown_type", "type must be subscribe, unsubscribe, resume or ping."),
+        # A type that is not a string once crashed the consumer (unhashable in its handler table).
+        (
+            '{"type": ["subscribe"]}',
+            "unknown_type",
+            "type must be subscribe, unsubscribe, resume or ping.",
+        ),
         (
             '{"type": "subscribe", "symbols": ["ACME", "NOPE", "ZZZ"]}',
             "unknown_symbol",
