@@ -13,10 +13,14 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
+from config.redis_wiring import check_sentinels  # noqa: E402
 from config.routing import websocket_urlpatterns  # noqa: E402
 from gateway.asgi import Gateway  # noqa: E402
 from gateway.conf import gateway_setting  # noqa: E402
 from gateway.wsgi_bridge import WSGIBridge  # noqa: E402
+
+# Sentinels that do not know the master they were given are a configuration error: say so now.
+check_sentinels(settings.REDIS, settings.REDIS_TIMEOUT)
 
 # What reaches Django goes through its WSGI handler, one thread hop instead of ~26 with the ASGI
 # handler (docs/performance.md); the streams are async views and keep the ASGI handler.

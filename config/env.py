@@ -69,7 +69,11 @@ def csv(name: str, default: list[str]) -> list[str]:
 
 def url(name: str, default: str, *, schemes: set[str]) -> str:
     """Return the variable as a URL whose scheme is one of `schemes`."""
-    raw = os.environ.get(name, default)
+    return checked_url(name, os.environ.get(name, default), schemes=schemes)
+
+
+def checked_url(name: str, raw: str, *, schemes: set[str]) -> str:
+    """Return `raw`, the value of variable `name`, when it is a URL whose scheme is in `schemes`."""
     try:
         parts = urlsplit(raw)
         parts.port  # noqa: B018 - raises ValueError on a non-numeric port

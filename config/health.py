@@ -2,14 +2,15 @@
 
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
+from typing import Any
 
-import redis
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 
 from config.errors import error_body
+from config.redis_wiring import probe
 
 # Checks run in their own threads so that one that hangs cannot hold the answer past the deadline.
 _checks_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="readyz")
@@ -29,15 +30,9 @@ def _check_database() -> None:
         connection.close()  # this pool thread must not keep a connection open between probes
 
 
-def _check_redis() -> None:
-    timeout = settings.READINESS_TIMEOUT
-    client = redis.Redis.from_url(
-        settings.REDIS_URL, socket_connect_timeout=timeout, socket_timeout=timeout
-    )
-    try:
-        client.ping()
-    finally:
-        client.close()
+def _check_redis() -> dict[str, Any]:
+    # The stores' Redis: the one every request of the gateway needs. Which, and in what role.
+    return probe(settings.REDIS["stores"], settings.READINESS_TIMEOUT)
 
 
 READINESS_CHECKS = {"database": _check_database, "redis": _check_redis}
@@ -59,7 +54,7 @@ def readyz(request: HttpRequest) -> JsonResponse:
                 "error": str(future.exception()) or type(future.exception()).__name__,
             }
         else:
-            checks[name] = {"ok": True}
+            checks[name] = {"ok": True, **(future.result() or {})}
     elapsed_ms = round((time.monotonic() - started) * 1000, 1)
     down = [name for name, result in checks.items() if not result["ok"]]
     if down:

@@ -20,11 +20,14 @@ from typing import Any, cast
 
 import hiredis
 import redis.asyncio
+import redis.asyncio.sentinel
 from django.conf import settings
 from redis.asyncio.connection import parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from config.redis_wiring import RedisTarget, parse
 
 Argument = str | bytes | int | float
 # A reply's shape is its command's (or script's): the caller, who sent it, knows it.
@@ -47,7 +50,7 @@ def async_redis() -> PipelinedRedis:
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
     if client is None:
-        client = _clients[loop] = PipelinedRedis(settings.REDIS_URL, settings.REDIS_TIMEOUT)
+        client = _clients[loop] = PipelinedRedis(settings.REDIS["stores"], settings.REDIS_TIMEOUT)
     return client
 
 
@@ -85,6 +88,10 @@ class _RespProtocol(asyncio.Protocol):
                     continue  # its caller was cancelled; the order still holds
                 if isinstance(reply, ResponseError):
                     future.set_exception(_reply_error(reply))
+                    if str(reply).startswith("READONLY"):
+                        # A demoted primary (Sentinel failed over): drop it; the next command
+                        # connects to whichever node is primary now.
+                        self.transport.abort()
                 else:
                     future.set_result(reply)
         except hiredis.ProtocolError:
@@ -145,8 +152,21 @@ class PipelinedRedis:
     server's certificate against the system's CAs.
     """
 
-    def __init__(self, url: str, timeout: float) -> None:
-        self.options = parse_url(url)
+    def __init__(self, target: RedisTarget | str, timeout: float) -> None:
+        self.target = target if isinstance(target, RedisTarget) else parse("REDIS_URL", target)
+        self.sentinel: redis.asyncio.sentinel.Sentinel | None = None
+        if self.target.kind == "sentinel":
+            self.options: dict[str, Any] = {
+                "db": self.target.db,
+                "username": self.target.username,
+                "password": self.target.password,
+            }
+            timeouts = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+            self.sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]  # redis-py's sentinel module has no hints
+                list(self.target.nodes), sentinel_kwargs=timeouts
+            )
+        else:
+            self.options = dict(parse_url(self.target.url))
         self.timeout = timeout
         self.protocol: _RespProtocol | None = None
         self.connecting = asyncio.Lock()
@@ -205,7 +225,12 @@ class PipelinedRedis:
         loop = asyncio.get_running_loop()
         options = self.options
         make = functools.partial(_RespProtocol, self.timeout)
-        if "path" in options:
+        if self.sentinel is not None:
+            # Asked on every connect, so a failover needs no restart (MasterNotFoundError, a
+            # ConnectionError, when no sentinel knows a primary).
+            host, port = await self.sentinel.discover_master(self.target.master_name)
+            _, protocol = await loop.create_connection(make, host, port)
+        elif "path" in options:
             _, protocol = await loop.create_unix_connection(make, options["path"])
         else:
             tls = options.get("connection_class") is redis.asyncio.SSLConnection
@@ -222,11 +247,17 @@ class PipelinedRedis:
             handshake.append(protocol.send(pack(auth)))
         if options.get("db"):
             handshake.append(protocol.send(pack(("SELECT", options["db"]))))
+        if self.sentinel is not None:
+            handshake.append(protocol.send(pack(("ROLE",))))
         try:
-            await asyncio.gather(*handshake)
+            replies = await asyncio.gather(*handshake)
         except ResponseError as exc:
             protocol.transport.close()
             raise RedisConnectionError(f"Redis refused the connection's setup: {exc}") from exc
+        if self.sentinel is not None and replies[-1][0] != b"master":
+            # The sentinels' answer was stale (a failover in progress): not a primary to write to.
+            protocol.transport.close()
+            raise RedisConnectionError("the node the sentinels named is no longer the primary")
         return protocol
 
     def close(self) -> None:

@@ -21,6 +21,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from redis import asyncio as aioredis
 
+from config.redis_wiring import async_client_for
 from quotes import keys
 from quotes.conf import conf
 from quotes.market import Quote, Tick
@@ -39,17 +40,12 @@ def redis_client() -> aioredis.Redis:
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
     if client is None:
-        # Blocking: at its limit, redis-py's default pool raises "Too many connections"; a burst
-        # of clients joining at once must wait a moment for a connection instead.
-        pool = aioredis.BlockingConnectionPool.from_url(
-            settings.REDIS_URL,
+        client = _clients[loop] = async_client_for(
+            settings.REDIS["stores"],
+            settings.REDIS_TIMEOUT,
             max_connections=conf()["REDIS_POOL_SIZE"],
-            timeout=settings.REDIS_TIMEOUT,
-            socket_connect_timeout=settings.REDIS_TIMEOUT,
-            socket_timeout=settings.REDIS_TIMEOUT,
             decode_responses=True,
         )
-        client = _clients[loop] = aioredis.Redis(connection_pool=pool)
     return client
 
 

@@ -8,7 +8,7 @@ atomically: no other client sees or makes a change in between, and nothing is ha
 import json
 from typing import Any, Literal
 
-from config.redis_wiring import app_client
+from config.redis_wiring import app_client, replicated_script
 from sessions_demo import keys
 from sessions_demo.conf import sessions_setting
 
@@ -73,14 +73,13 @@ def create(
     script_keys = [keys.drafts(user_id), *([idempotency_key] if idempotency_key else [])]
     args: list[str | int] = [draft["id"], json.dumps(draft), sessions_setting("MAX_DRAFTS"), _ttl()]
     args += [idempotency_record, sessions_setting("IDEMPOTENCY_TTL")]
-    stored: int = app_client().register_script(CREATE)(keys=script_keys, args=args)
+    stored: int = replicated_script(CREATE, script_keys, args)
     return stored == 1
 
 
 def _compare_and_set(user_id: str, draft_id: str, expected_version: int, new_json: str) -> Outcome:
-    script = app_client().register_script(COMPARE_AND_SET)
     args: list[str | int] = [draft_id, expected_version, new_json, _ttl()]
-    return OUTCOMES[script(keys=[keys.drafts(user_id)], args=args)]
+    return OUTCOMES[replicated_script(COMPARE_AND_SET, [keys.drafts(user_id)], args)]
 
 
 def replace(user_id: str, draft: dict[str, Any], *, expected_version: int) -> Outcome:

@@ -12,7 +12,10 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
+
+from config.redis_wiring import parse
 
 BASE_DIR = Path(__file__).resolve().parents[1]
 # Debian's browser, never a downloaded one; quiet flags, since this machine's network is closed.
@@ -99,3 +102,8 @@ async def next_ticks(socket, count: int, *, after: int) -> list[dict]:
         if message["type"] == "tick" and message["seq"] > after:
             ticks.append(message)
     return ticks
+
+
+def point_stores_at(settings: Any, redis_url: str) -> None:
+    """Give the stores (the gateway's, the apps') another Redis, for this test only."""
+    settings.REDIS = {**settings.REDIS, "stores": parse("REDIS_URL", redis_url)}

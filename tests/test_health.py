@@ -6,6 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests import support
+
 
 @pytest.mark.django_db
 def test_healthz_answers_without_touching_the_database(asgi, django_assert_num_queries):
@@ -18,13 +20,20 @@ def test_healthz_answers_without_touching_the_database(asgi, django_assert_num_q
 
 
 @pytest.mark.django_db
-def test_readyz_reports_each_check_when_all_is_up(asgi):
+def test_readyz_reports_each_check_when_all_is_up(asgi, settings):
     response = asgi.get("/readyz")
 
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ready"
-    assert body["checks"] == {"database": {"ok": True}, "redis": {"ok": True}}
+    assert body["checks"]["database"] == {"ok": True}
+    # Which Redis was checked, and in what role: the stores' server, answering as a primary.
+    assert body["checks"]["redis"] == {
+        "ok": True,
+        "redis": settings.REDIS["stores"].describe(),
+        "role": "master",
+        "address": settings.REDIS["stores"].describe(),
+    }
 
 
 @pytest.fixture
@@ -46,7 +55,7 @@ def refusing_redis_url() -> str:
 
 @pytest.mark.django_db
 def test_readyz_gives_503_within_two_seconds_when_redis_hangs(asgi, settings, silent_redis_url):
-    settings.REDIS_URL = silent_redis_url
+    support.point_stores_at(settings, silent_redis_url)
     started = time.monotonic()
 
     response = asgi.get("/readyz", timeout=10)
@@ -64,7 +73,7 @@ def test_readyz_gives_503_within_two_seconds_when_redis_hangs(asgi, settings, si
 
 @pytest.mark.django_db
 def test_readyz_names_redis_when_it_refuses_connections(asgi, settings, refusing_redis_url):
-    settings.REDIS_URL = refusing_redis_url
+    support.point_stores_at(settings, refusing_redis_url)
 
     response = asgi.get("/readyz")
 

@@ -8,6 +8,7 @@ import django_stubs_ext
 
 from config import env
 from config.redis_wiring import consumer_settings
+from config.redis_wiring import targets as redis_targets
 
 # Django's generic classes subscriptable at run time too, as the type hints write them
 # (admin.ModelAdmin[Product]); DRF's classes and QuerySet are already.
@@ -98,15 +99,19 @@ STATIC_ROOT = VAR_DIR / "static"
 SERVE_STATIC = env.boolean("SERVE_STATIC", DEBUG)
 
 # --- Redis: one server, each consumer under its own key prefix ------------------------------------
-REDIS_URL = env.url(
-    "REDIS_URL", f"unix://{VAR_DIR / 'redis' / 'redis.sock'}", schemes={"redis", "rediss", "unix"}
-)
+# One Redis for every consumer, or each on its own (config/redis_wiring.py says how to name them).
+REDIS_URL = env.string("REDIS_URL", f"unix://{VAR_DIR / 'redis' / 'redis.sock'}")
+REDIS = redis_targets(REDIS_URL)
 REDIS_KEY_PREFIX = env.string("REDIS_KEY_PREFIX", "sc")
+# Replicas that must hold a draft (and its Idempotency-Key record) before it is acknowledged.
+REDIS_WAIT_REPLICAS = env.integer(
+    "REDIS_WAIT_REPLICAS", 1 if REDIS["stores"].kind == "sentinel" else 0, minimum=0, maximum=16
+)
 # Seconds a Redis call may take before it counts as down: callers answer 503, never hang.
 REDIS_TIMEOUT = 1.0
 
 # CACHES, CHANNEL_LAYERS and the Celery broker, each under its own prefix of REDIS_KEY_PREFIX.
-globals().update(consumer_settings(REDIS_URL, REDIS_KEY_PREFIX, REDIS_TIMEOUT))
+globals().update(consumer_settings(REDIS, REDIS_KEY_PREFIX, REDIS_TIMEOUT))
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = TIME_ZONE

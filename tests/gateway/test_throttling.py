@@ -10,6 +10,7 @@ from django.conf import settings as django_settings
 
 from gateway.conf import DEFAULT_RATES, Rate, reset
 from gateway.throttling import RUN_GCRA
+from tests import support
 from tests.support import BASE_DIR, child_env
 
 
@@ -103,7 +104,7 @@ def test_probes_and_static_files_are_not_throttled(asgi, rates):
 
 
 def test_with_redis_down_the_throttle_fails_open_by_default(asgi, settings):
-    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    support.point_stores_at(settings, "redis://127.0.0.1:1/0")
 
     response = asgi.get("/api/v1/x/")
 
@@ -112,7 +113,7 @@ def test_with_redis_down_the_throttle_fails_open_by_default(asgi, settings):
 
 
 def test_with_redis_down_a_closed_throttle_answers_503(asgi, settings):
-    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    support.point_stores_at(settings, "redis://127.0.0.1:1/0")
     settings.GATEWAY = {**settings.GATEWAY, "THROTTLE_ON_REDIS_ERROR": "closed"}
 
     response = asgi.get("/api/v1/x/")

@@ -57,7 +57,7 @@ def as_bob(bob) -> dict[str, str]:
 @pytest.fixture
 def redis_down(settings) -> Iterator[None]:
     """Point the apps' Redis client at a port where nothing listens."""
-    settings.REDIS_URL = f"redis://127.0.0.1:{support.free_port()}/0"
+    support.point_stores_at(settings, f"redis://127.0.0.1:{support.free_port()}/0")
     app_client.cache_clear()
     yield
     app_client.cache_clear()

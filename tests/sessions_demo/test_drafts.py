@@ -338,3 +338,21 @@ def test_a_refused_create_writes_nothing(asgi, as_alice, alice, settings, redis_
     assert refused.status_code == 409
     assert before != []
     assert app_keys() == before
+
+
+def test_a_draft_no_replica_acknowledged_in_time_is_a_503_and_its_retry_is_answered_once(
+    asgi, as_alice, settings
+):
+    # The test Redis has no replica: a WAIT for one times out, as when replication lags.
+    settings.REDIS_WAIT_REPLICAS = 1
+    settings.REDIS_TIMEOUT = 0.2
+    headers = {**as_alice, "Idempotency-Key": "draft-1"}
+
+    unacknowledged = asgi.post(DRAFTS, json={"title": "Hello"}, headers=headers)
+    settings.REDIS_WAIT_REPLICAS = 0
+    retried = asgi.post(DRAFTS, json={"title": "Hello"}, headers=headers)
+
+    assert unacknowledged.status_code == 503
+    assert unacknowledged.json()["code"] == "service_unavailable"
+    assert retried.status_code == 201
+    assert [d["title"] for d in asgi.get(DRAFTS, headers=as_alice).json()] == ["Hello"]
