@@ -68,7 +68,8 @@ def zipf_workload(bench: Bench, server: str, seconds: float) -> dict:
             message = pubsub.get_message(timeout=0.2)
             if not message or message["type"] != "pmessage" or message["data"] != b"set":
                 continue
-            if message["channel"].rsplit(b":", 1)[1].isdigit():  # an entry, not a lock
+            # An entry (…:product:{42}), not its generation or fill lock.
+            if message["channel"].rsplit(b":", 1)[1].strip(b"{}").isdigit():
                 fills += 1
 
     stale, writes = [], 0

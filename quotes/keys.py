@@ -1,4 +1,8 @@
-"""Every Redis name the quotes app uses, under settings.REDIS_KEY_PREFIX."""
+"""Every Redis name the quotes app uses, under settings.REDIS_KEY_PREFIX.
+
+The market's keys share one hash tag (`{quotes}`): a tick updates them all in one script, so on a
+Redis Cluster they live in one slot (one node; the market is small, and written once a second).
+"""
 
 from django.conf import settings
 
@@ -7,7 +11,7 @@ GROUP = "quotes"
 
 
 def _key(*parts: str) -> str:
-    return ":".join([settings.REDIS_KEY_PREFIX, "quotes", *parts])
+    return ":".join([settings.REDIS_KEY_PREFIX, "{quotes}", *parts])
 
 
 def meta() -> str:
