@@ -15,10 +15,10 @@ from contextlib import contextmanager, suppress
 from typing import Any, cast
 
 import redis
-from django_redis import get_redis_connection
 
 from catalog import cache_keys
 from catalog.conf import catalog_setting
+from config.redis_wiring import cache_client
 
 # Keep generations well past any fill in flight; an expired one reads as 0 and still differs.
 GENERATION_TTL_SECONDS = 86400
@@ -34,8 +34,7 @@ return 1
 
 
 def _redis() -> redis.Redis:
-    # django-redis is untyped: its default client is a redis-py Redis, replies not decoded.
-    return cast(redis.Redis, get_redis_connection("default"))
+    return cache_client()
 
 
 def get(product_id: int) -> dict[str, Any] | None:

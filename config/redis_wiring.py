@@ -22,7 +22,9 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsp
 
 import redis
 import redis.asyncio as aioredis
+import redis.asyncio.cluster
 import redis.asyncio.sentinel
+import redis.cluster
 import redis.sentinel
 
 from config import env
@@ -36,13 +38,14 @@ CONSUMER_VARIABLES: dict[Consumer, str] = {
     "broker": "REDIS_BROKER_URL",
     "stores": "REDIS_STORES_URL",
 }
-# What each consumer speaks. channels-redis and kombu have no Redis Cluster client; django-redis 7
-# has none either, and our stores' multi-key scripts are not yet kept to one slot each.
+# What each consumer speaks. channels-redis and kombu have no Redis Cluster client: give them a
+# server or a Sentinel-managed primary of their own. The app cache and the stores keep each
+# script's keys in one slot (hash tags in each app's keys module), so they shard.
 SUPPORTED_KINDS: dict[Consumer, set[Kind]] = {
-    "cache": {"server", "sentinel"},
+    "cache": {"server", "sentinel", "cluster"},
     "channels": {"server", "sentinel"},
     "broker": {"server", "sentinel"},
-    "stores": {"server", "sentinel"},
+    "stores": {"server", "sentinel"},  # "cluster" with the gateway's client routing by slot
 }
 SERVER_SCHEMES = {"redis", "rediss", "unix"}
 DEFAULT_SENTINEL_PORT = 26379
@@ -242,6 +245,10 @@ def consumer_settings(
 
 
 def _cache_settings(target: RedisTarget, prefix: str, timeout: float) -> dict[str, Any]:
+    if target.kind == "cluster":
+        # django-redis 7 has no Cluster client. Nothing here uses Django's cache API: the
+        # catalog's app cache talks to the cluster itself (cache_client).
+        return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     options: dict[str, Any] = {"SOCKET_CONNECT_TIMEOUT": timeout, "SOCKET_TIMEOUT": timeout}
     location: str | list[str] = target.url
     if target.kind == "sentinel":
@@ -297,6 +304,22 @@ def client_for(target: RedisTarget, timeout: float, **options: Any) -> redis.Red
     timeouts = {"socket_connect_timeout": timeout, "socket_timeout": timeout}
     if target.kind == "server":
         return redis.Redis.from_url(target.url, **timeouts, **options)
+    if target.kind == "cluster":
+        nodes = [
+            redis.cluster.ClusterNode(host, port)  # type: ignore[no-untyped-call]  # redis-py: no hints
+            for host, port in target.nodes
+        ]
+        cluster = redis.cluster.RedisCluster(
+            startup_nodes=nodes,
+            username=target.username,
+            password=target.password,
+            socket_connect_timeout=timeout,
+            socket_timeout=timeout,
+            **options,
+        )
+        # RedisCluster answers the commands the stores send, routing each by its key's slot
+        # (MOVED, ASK and the slot map are redis-py's); redis-py types the two clients apart.
+        return cast(redis.Redis, cluster)
     sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]  # redis-py's sentinel module has no hints
         list(target.nodes), sentinel_kwargs=_sentinel_kwargs(target, timeout)
     )
@@ -311,6 +334,19 @@ def client_for(target: RedisTarget, timeout: float, **options: Any) -> redis.Red
         **options,
     )
     return cast(redis.Redis, master)  # master_for's redis_class, redis.Redis by default
+
+
+@functools.cache
+def cache_client() -> redis.Redis:
+    """Return the client of the app cache's Redis (django-redis's, but on a Cluster our own)."""
+    from django.conf import settings
+    from django_redis import get_redis_connection
+
+    target = settings.REDIS["cache"]
+    if target.kind == "cluster":
+        return client_for(target, settings.REDIS_TIMEOUT)
+    # django-redis is untyped: its default client is a redis-py Redis, replies not decoded.
+    return cast(redis.Redis, get_redis_connection("default"))
 
 
 @functools.cache
@@ -332,10 +368,15 @@ def replicated_script(script_text: str, keys: list[str], args: list[str | int]) 
     from django.conf import settings
 
     client = app_client()
-    script = client.register_script(script_text)
     replicas = settings.REDIS_WAIT_REPLICAS
     if not replicas:
-        return script(keys=keys, args=args)
+        return client.register_script(script_text)(keys=keys, args=args)
+    if settings.REDIS["stores"].kind == "cluster":
+        # The slot's primary, by its own client: WAIT counts the writes of its connection.
+        cluster = cast(redis.cluster.RedisCluster, client)
+        node = cluster.get_node_from_key(keys[0])  # type: ignore[no-untyped-call]  # redis-py: no hints
+        client = node.redis_connection
+    script = client.register_script(script_text)
     pipe = client.pipeline(transaction=False)
     script(keys=keys, args=args, client=pipe)
     pipe.wait(replicas, int(settings.REDIS_TIMEOUT * 1000))
@@ -354,6 +395,18 @@ def async_client_for(
     timeouts = {"socket_connect_timeout": timeout, "socket_timeout": timeout}
     # At its limit redis-py's default pool raises "Too many connections"; a burst of clients must
     # wait a moment for a connection instead (`timeout` at most).
+    if target.kind == "cluster":
+        # A connection pool per node, max_connections each (redis-py's cluster client queues).
+        cluster = aioredis.cluster.RedisCluster(
+            startup_nodes=[aioredis.cluster.ClusterNode(host, port) for host, port in target.nodes],
+            username=target.username,
+            password=target.password,
+            max_connections=max_connections,
+            socket_connect_timeout=timeout,
+            socket_timeout=timeout,
+            **options,
+        )
+        return cast(aioredis.Redis, cluster)  # the same commands, routed by slot
     pool_options = {"max_connections": max_connections, "timeout": timeout, **timeouts, **options}
     if target.kind == "server":
         pool = aioredis.BlockingConnectionPool.from_url(target.url, **pool_options)

@@ -8,6 +8,7 @@ import urllib.request
 from collections.abc import Iterable
 
 import redis
+from django.conf import settings
 
 from config.redis_wiring import app_client
 from gateway import keys
@@ -35,7 +36,7 @@ EDGE_TIMEOUT_SECONDS = 2
 def tags(cache_tags: Iterable[str]) -> int:
     """Drop every cached response labelled with one of `cache_tags`; return how many."""
     cache_tags = sorted(set(cache_tags))
-    dropped = _purge([keys.cache_tag(tag) for tag in cache_tags])
+    dropped = sum(_purge([keys.cache_tag(tag)]) for tag in cache_tags)
     _tell_edges("BAN", "/", {"X-Cache-Tags": "|".join(cache_tags)})
     return dropped
 
@@ -43,9 +44,8 @@ def tags(cache_tags: Iterable[str]) -> int:
 def urls(paths: Iterable[str]) -> int:
     """Drop every stored variant of these URL paths; return how many entries were dropped."""
     paths = sorted(set(paths))
-    dropped = _purge(
-        [key for path in paths for key in (keys.cache_variants(path), keys.cache_vary(path))]
-    )
+    # One call per URL: a URL's keys share a slot (a Redis Cluster's), two URLs' need not.
+    dropped = sum(_purge([keys.cache_variants(path), keys.cache_vary(path)]) for path in paths)
     for path in paths:
         _tell_edges("PURGE", path, {})
     return dropped
@@ -69,11 +69,19 @@ def everything() -> int:
 
 
 def _purge(script_keys: list[str]) -> int:
-    if not script_keys:
-        return 0
+    """Drop the members of these sets (entry keys), then the keys themselves."""
     try:
+        client = app_client()
+        if settings.REDIS["stores"].kind == "cluster":
+            # A tag's entries are spread over the slots of their URLs, which one script cannot
+            # reach: read the set, then delete its members slot by slot (redis-py splits it).
+            members = [m for key in script_keys if client.type(key) == "set"
+                       for m in client.smembers(key)]  # fmt: skip
+            dropped = int(client.delete(*members)) if members else 0
+            client.delete(*script_keys)
+            return dropped
         # EVALSHA: the script's text is sent once per Redis server, not on every purge.
-        return int(app_client().register_script(PURGE_KEYS_SCRIPT)(keys=script_keys))
+        return int(client.register_script(PURGE_KEYS_SCRIPT)(keys=script_keys))
     except redis.RedisError as exc:
         # Entries expire on their own; a purge that cannot reach Redis must not fail the write.
         logger.error(

@@ -606,19 +606,28 @@ class ResponseCache:
             ttl = min(entry.fresh_for + windows - entry.initial_age, max_ttl)
             if ttl <= 0:
                 return None
-            commands = [
-                ("SET", entry_key, entry.pack(), "EX", ttl),
-                ("SET", keys.cache_vary(url), json.dumps(vary), "EX", max_ttl),
-                ("SADD", keys.cache_variants(url), entry_key),
-                ("EXPIRE", keys.cache_variants(url), max_ttl),
-                ("DEL", keys.cache_pass(url)),
-            ]
-            for tag in tags:
-                commands += [
-                    ("SADD", keys.cache_tag(tag), entry_key),
-                    ("EXPIRE", keys.cache_tag(tag), max_ttl),
+            # The tag index first: a tag's set lives in its own slot (on a Redis Cluster, not
+            # the URL's), and a member whose entry never came is harmless, while an entry no tag
+            # names could not be purged.
+            await client.execute_many(
+                [
+                    command
+                    for tag in tags
+                    for command in (
+                        ("SADD", keys.cache_tag(tag), entry_key),
+                        ("EXPIRE", keys.cache_tag(tag), max_ttl),
+                    )
                 ]
-            await client.transaction(commands)
+            )
+            await client.transaction(
+                [
+                    ("SET", entry_key, entry.pack(), "EX", ttl),
+                    ("SET", keys.cache_vary(url), json.dumps(vary), "EX", max_ttl),
+                    ("SADD", keys.cache_variants(url), entry_key),
+                    ("EXPIRE", keys.cache_variants(url), max_ttl),
+                    ("DEL", keys.cache_pass(url)),
+                ]
+            )
         except redis.RedisError as exc:
             logger.warning("could not store %s in the response cache: %s", url, exc)
             return None
@@ -658,5 +667,7 @@ class ResponseCache:
 
 async def purge_urls_async(urls: list[str]) -> None:
     """Drop every stored variant of these URLs (the async twin of gateway.purge.urls)."""
-    script_keys = [key for url in urls for key in (keys.cache_variants(url), keys.cache_vary(url))]
-    await RUN_PURGE_KEYS(script_keys)
+    # One script per URL: a URL's keys share a slot, two URLs' need not. Sent in one write.
+    await asyncio.gather(
+        *(RUN_PURGE_KEYS([keys.cache_variants(url), keys.cache_vary(url)]) for url in urls)
+    )

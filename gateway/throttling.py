@@ -140,18 +140,53 @@ def rate_limit_headers(policies: list[Policy], counts: list[int]) -> list[tuple[
 
 async def decide(policies: list[Policy]) -> Decision:
     """Charge the request to every policy at once, in one Redis round trip."""
-    arguments = [number for p in policies for number in (p.rate.period * 1000, p.rate.limit)]
-    script_keys = [keys.throttle(p.name, p.identity) for p in policies]
-    result = await RUN_GCRA(script_keys, arguments)
-    admitted, retry_after_ms, *counts = (int(value) for value in result)
+    if len({p.identity for p in policies}) == 1:
+        admitted, retry_after_ms, counts = await charge(policies)
+    else:
+        admitted, retry_after_ms, counts = await charge_each_identity(policies)
     exhausted = next(
         (p.name for p, left in zip(policies, counts[0::2], strict=True) if left == 0), None
     )
     return Decision(
-        admitted=bool(admitted),
+        admitted=admitted,
         retry_after=math.ceil(retry_after_ms / 1000),
         headers=rate_limit_headers(policies, counts),
         exhausted=exhausted,
+    )
+
+
+async def charge(policies: list[Policy]) -> tuple[bool, int, list[int]]:
+    """Run the GCRA script over policies of one identity: (admitted, retry after ms, counts)."""
+    arguments = [number for p in policies for number in (p.rate.period * 1000, p.rate.limit)]
+    script_keys = [keys.throttle(p.name, p.identity) for p in policies]
+    admitted, retry_after_ms, *counts = (
+        int(value) for value in await RUN_GCRA(script_keys, arguments)
+    )
+    return bool(admitted), retry_after_ms, counts
+
+
+async def charge_each_identity(policies: list[Policy]) -> tuple[bool, int, list[int]]:
+    """Charge policies of several identities (a signed-in user on an auth path), in turn.
+
+    An identity's keys share a hash tag, so on a Redis Cluster one script cannot hold two. One
+    script each; a refusal by a later one leaves the earlier charged (a request, once, on a path
+    that is rarely called with a token).
+    """
+    counts_of: dict[str, list[int]] = {}
+    admitted, retry_after_ms = True, 0
+    for identity in dict.fromkeys(p.identity for p in policies):
+        group = [p for p in policies if p.identity == identity]
+        admitted, retry_after_ms, counts = await charge(group)
+        for policy, index in zip(group, range(0, len(counts), 2), strict=True):
+            counts_of[policy.name] = counts[index : index + 2]
+        if not admitted:
+            break
+    # A policy not reached (after a refusal) shows its quota as it was: nothing charged.
+    whole = [[p.rate.limit, 0] for p in policies]
+    return (
+        admitted,
+        retry_after_ms,
+        [n for p, w in zip(policies, whole, strict=True) for n in counts_of.get(p.name, w)],
     )
 
 

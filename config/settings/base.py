@@ -105,7 +105,7 @@ REDIS = redis_targets(REDIS_URL)
 REDIS_KEY_PREFIX = env.string("REDIS_KEY_PREFIX", "sc")
 # Replicas that must hold a draft (and its Idempotency-Key record) before it is acknowledged.
 REDIS_WAIT_REPLICAS = env.integer(
-    "REDIS_WAIT_REPLICAS", 1 if REDIS["stores"].kind == "sentinel" else 0, minimum=0, maximum=16
+    "REDIS_WAIT_REPLICAS", 0 if REDIS["stores"].kind == "server" else 1, minimum=0, maximum=16
 )
 # Seconds a Redis call may take before it counts as down: callers answer 503, never hang.
 REDIS_TIMEOUT = 1.0

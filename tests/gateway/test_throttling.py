@@ -63,6 +63,28 @@ def test_the_token_endpoint_has_its_own_strict_policy(asgi, rates, db):
     assert statuses == [401, 401, 429]
 
 
+def test_signed_in_users_on_an_auth_path_share_their_address_s_auth_budget(asgi, rates, db):
+    # Two identities, the user and the address: one script each (a Cluster slot each).
+    from sessions_demo.tokens import token_pair_for
+    from tests.sessions_demo.conftest import make_user
+
+    rates(auth="2/min", user="100/min", write="50/min")
+    tokens = [token_pair_for(make_user(name))["access"] for name in ("alice", "bob", "carol")]
+    attempt = {"username": "alice", "password": "wrong"}
+
+    responses = [
+        asgi.post("/api/v1/auth/token/", json=attempt, headers={"Authorization": f"Bearer {t}"})
+        for t in tokens
+    ]
+
+    assert [r.status_code for r in responses] == [401, 401, 429]
+    assert responses[0].headers["ratelimit-policy"] == (
+        '"user";q=100;w=60, "write";q=50;w=60, "auth";q=2;w=60'
+    )
+    assert responses[1].headers["ratelimit"] == '"auth";r=0;t=60'
+    assert responses[2].json()["code"] == "throttled"
+
+
 def test_a_forged_x_forwarded_for_does_not_dodge_the_limit(asgi, rates):
     rates(anon="2/min")
 
