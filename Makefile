@@ -22,9 +22,12 @@ run: $(INSTALLED)
 	$(BIN)/python scripts/dev.py run
 
 # N app instances behind nginx (deploy/nginx.conf), one worker, one beat: `make cluster N=3`.
+# REDIS=sentinel or REDIS=cluster: a private Sentinel-managed primary or Redis Cluster instead of
+# REDIS_URL (scripts/redis_topology.py); unset, REDIS_URL, else one private server.
 N ?= 2
+REDIS ?=
 cluster: $(INSTALLED)
-	$(BIN)/python scripts/cluster.py --instances $(N)
+	$(BIN)/python scripts/cluster.py --instances $(N) $(if $(REDIS),--redis $(REDIS))
 
 test: $(INSTALLED)
 	$(BIN)/python scripts/dev.py test $(ARGS)

@@ -1,11 +1,20 @@
 #!/usr/bin/env python
 """Start N app instances behind nginx, as several machines would run them; stop it all on exit.
 
-    python scripts/cluster.py [--instances N]     what `make cluster [N=2]` does
+    python scripts/cluster.py [--instances N] [--redis server|sentinel|cluster]
+                                              what `make cluster [N=2] [REDIS=...]` does
 
-N daphne instances, one Celery worker, one beat, Redis (REDIS_URL, else a private one) and the
+N uvicorn instances (the server `make run` starts), one Celery worker, one beat, Redis and the
 database (DATABASE_URL, else the SQLite file under VAR_DIR), with nginx in front on PORT (8000 by
 default), configured from deploy/nginx.conf. tests/system/ builds the same topology with `start`.
+
+Redis, by --redis (scripts/redis_topology.py starts the private topologies, under VAR_DIR):
+    server    REDIS_URL, else one private server (the default)
+    sentinel  a primary, 2 replicas and 3 sentinels; REDIS_URL=redis+sentinel://...
+    cluster   a Redis Cluster of 3 primaries and 3 replicas in REDIS_URL=redis+cluster://...,
+              and one private server for the channel layer and the broker (REDIS_CHANNELS_URL,
+              REDIS_BROKER_URL: channels-redis and kombu have no Redis Cluster client) and for
+              any other consumer config/redis_wiring.py does not let use a cluster
 """
 
 from __future__ import annotations
@@ -24,12 +33,21 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import dev  # scripts/dev.py: the launcher this one builds on
+import redis_topology
 
 from config import env
 
 BASE_DIR = dev.BASE_DIR
 BIN_DIR = dev.BIN_DIR
 NGINX_TEMPLATE = BASE_DIR / "deploy" / "nginx.conf"
+REDIS_TOPOLOGIES = ("server", "sentinel", "cluster")
+# Each Redis consumer's own variable (config/redis_wiring.py): set, it would win over REDIS_URL.
+REDIS_CONSUMER_VARIABLES = (
+    "REDIS_CACHE_URL",
+    "REDIS_CHANNELS_URL",
+    "REDIS_BROKER_URL",
+    "REDIS_STORES_URL",
+)
 
 
 def nginx_binary() -> str | None:
@@ -111,8 +129,8 @@ class Cluster:
     def start_instance(self, index: int) -> None:
         """Start (or start again) instance `index` on its port, and wait until it answers."""
         port = self.app_ports[index]
-        argv = [str(BIN_DIR / "daphne"), "-b", "127.0.0.1", "-p", str(port),
-                "--access-log", os.devnull, "config.asgi:application"]  # fmt: skip
+        # One worker: uvicorn then serves in this very process, so killing it kills the instance.
+        argv = dev.server_argv("uvicorn", "127.0.0.1", port, 1)
         log = self.log_dir / f"instance-{index}.log" if self.log_dir else None
         process = spawn(f"instance {index}", argv, self.child_env, log)
         self.adopt(f"instance {index}", process)
@@ -144,7 +162,7 @@ def start(
     port: int | None = None,
     log_dir: Path | None = None,
 ) -> Cluster:
-    """Start `instances` daphnes, a Celery worker, one beat and nginx in front of them.
+    """Start `instances` uvicorn servers, a Celery worker, one beat and nginx in front of them.
 
     The database is migrated and Redis answers already; `child_env` names both.
     """
@@ -201,10 +219,79 @@ def start(
     return cluster
 
 
+class Processes(dev.Processes):
+    """dev.Processes that outlives a Redis data node: its topology fails over, the demo goes on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.survivable: list[subprocess.Popen] = []
+
+    def first_exited(self) -> tuple[str, int] | None:
+        for name, process in list(self.started):
+            if any(process is node for node in self.survivable) and process.poll() is not None:
+                dev.say(f"{name} exited with status {process.returncode}; Redis fails over")
+                redis_topology.forget(self, process)
+        return super().first_exited()
+
+
+def start_redis(
+    processes: Processes, kind: str, var_dir: Path, child_env: dict[str, str]
+) -> list[str]:
+    """Start the Redis of `kind`, name it in `child_env`; return the banner's lines about it."""
+    if kind == "server":
+        child_env["REDIS_URL"] = dev.configured_redis(processes, var_dir / "redis")
+        return [f"  Redis       one server, {child_env['REDIS_URL']}"]
+    # The topology is the whole of Redis here: a variable left over from the environment (.env)
+    # would send its consumer somewhere else.
+    if ignored := [n for n in ("REDIS_URL", *REDIS_CONSUMER_VARIABLES) if child_env.pop(n, None)]:
+        dev.say(f"--redis {kind}: ignoring {', '.join(ignored)} from the environment")
+    if kind == "sentinel":
+        sentinel = redis_topology.start_sentinel(processes, var_dir / "redis-sentinel")
+        processes.survivable += [process for _, process in sentinel.data_nodes]
+        child_env["REDIS_URL"] = sentinel.url
+        replicas = ", ".join(f"127.0.0.1:{port}" for port, _ in sentinel.replicas)
+        return [
+            f"  Redis       Sentinel {sentinel.master_name}: primary 127.0.0.1:"
+            f"{sentinel.primary[0]}, replicas {replicas} (kill -9 the primary: it fails over)",
+            f"  REDIS_URL   {sentinel.url}",
+            f"  Redis logs  {sentinel.run_dir}/node-*/redis.log, sentinel-*/sentinel.log",
+        ]
+    cluster = redis_topology.start_cluster(processes, var_dir / "redis-cluster")
+    processes.survivable += [process for _, process in cluster.nodes]
+    # channels-redis and kombu speak to one server only: they, and any consumer the settings do
+    # not let use a cluster (yet), get a plain one of their own.
+    from config.redis_wiring import CONSUMER_VARIABLES, SUPPORTED_KINDS
+
+    plain = dev.start_private_redis(processes, var_dir / "redis")
+    aside = {CONSUMER_VARIABLES["channels"], CONSUMER_VARIABLES["broker"]} | {
+        CONSUMER_VARIABLES[consumer]
+        for consumer, kinds in SUPPORTED_KINDS.items()
+        if "cluster" not in kinds
+    }
+    child_env.update(dict.fromkeys(aside, plain), REDIS_URL=cluster.url)
+    on_cluster = [name for name in REDIS_CONSUMER_VARIABLES if name not in aside]
+    replicas = ", ".join(
+        f"127.0.0.1:{port}" for port, _ in cluster.nodes if port not in cluster.seed_ports
+    )
+    return [
+        f"  Redis       Cluster: primaries in REDIS_URL, replicas {replicas}",
+        f"  REDIS_URL   {cluster.url}, for {', '.join(on_cluster) or 'no consumer yet'}",
+        f"  plain       {plain}, for {', '.join(sorted(aside))}",
+        f"  Redis logs  {cluster.run_dir}/node-*/redis.log, {var_dir / 'redis'}/redis.log",
+    ]
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--instances", type=int, default=2, help="app instances (default 2)")
-    instances = parser.parse_args(argv).instances
+    parser.add_argument(
+        "--redis",
+        choices=REDIS_TOPOLOGIES,
+        default="server",
+        help="server: REDIS_URL, else a private one (default); sentinel; cluster",
+    )
+    arguments = parser.parse_args(argv)
+    instances = arguments.instances
     if instances < 1:
         parser.error("--instances must be at least 1")
     dev.die_with_parent()
@@ -212,9 +299,9 @@ def main(argv: list[str]) -> int:
         dev.signal.signal(signum, dev.raise_stop)
     port = env.integer("PORT", 8000, minimum=1, maximum=65535)
     var_dir, child_env = dev.demo_environment()
-    processes = dev.Processes()
+    processes = Processes()
     try:
-        child_env["REDIS_URL"] = dev.configured_redis(processes, var_dir / "redis")
+        redis_lines = start_redis(processes, arguments.redis, var_dir, child_env)
         dev.manage(child_env, "migrate", "--noinput", "--verbosity", "0")
         accounts = dev.manage(child_env, "seed_demo", "--if-debug")
         dev.manage(child_env, "seed_catalog", "--if-empty")
@@ -229,6 +316,8 @@ def main(argv: list[str]) -> int:
             f"Stateless & Cacheable: {instances} instances behind nginx at {cluster.base_url}/",
             *(f"  instance {i}  http://127.0.0.1:{p}/" for i, p in enumerate(cluster.app_ports)),
             f"  nginx logs  {cluster.run_dir}/access.log, purge.log, error.log",
+            "  served by   uvicorn, 1 worker per instance",
+            *redis_lines,
         ]
         return dev.serve_until_a_child_exits(processes, urls, accounts)
     except dev.Stop as stop:
