@@ -5,6 +5,11 @@ to anyone else's (pipelining); the commands sent in one turn of the loop leave i
 hiredis parses the replies. redis-py's asyncio client spent ~100 µs of CPU per call here, more
 than the rest of a cache HIT, on its connection pool, retries, timeouts and observability
 (docs/performance.md); this one spends a few.
+
+A Redis Cluster (`redis+cluster://`) gets PipelinedRedisCluster instead: the same interface and
+errors, one such connection per primary, each command sent to the node that serves its key's slot
+and the cluster's redirections followed. Not redis-py's asyncio RedisCluster: under its routing
+it is redis-py's asyncio client, the ~100 µs per call above.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import functools
 import hashlib
 import ssl
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import hiredis
@@ -23,8 +28,9 @@ import redis.asyncio
 import redis.asyncio.sentinel
 from django.conf import settings
 from redis.asyncio.connection import parse_url
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
+from redis.exceptions import ClusterCrossSlotError, NoScriptError, RedisError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from config.redis_wiring import RedisTarget, parse
@@ -32,6 +38,7 @@ from config.redis_wiring import RedisTarget, parse
 Argument = str | bytes | int | float
 # A reply's shape is its command's (or script's): the caller, who sent it, knows it.
 Reply = Any
+Address = tuple[str, int]  # a cluster node's (host, port)
 
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, PipelinedRedis] = (
     weakref.WeakKeyDictionary()
@@ -56,6 +63,10 @@ def async_redis() -> PipelinedRedis:
 
 def _reply_error(error: ResponseError) -> ResponseError:
     return NoScriptError(str(error)) if str(error).startswith("NOSCRIPT") else error
+
+
+def _target(target: RedisTarget | str) -> RedisTarget:
+    return target if isinstance(target, RedisTarget) else parse("REDIS_URL", target)
 
 
 class _RespProtocol(asyncio.Protocol):
@@ -152,8 +163,16 @@ class PipelinedRedis:
     server's certificate against the system's CAs.
     """
 
+    def __new__(cls, target: RedisTarget | str, timeout: float) -> PipelinedRedis:
+        # A cluster's client is a subclass, chosen here once: the commands to one server pay
+        # nothing, not even a branch, for the cluster's routing.
+        chosen: type[PipelinedRedis] = cls
+        if cls is PipelinedRedis and _target(target).kind == "cluster":
+            chosen = PipelinedRedisCluster
+        return object.__new__(chosen)
+
     def __init__(self, target: RedisTarget | str, timeout: float) -> None:
-        self.target = target if isinstance(target, RedisTarget) else parse("REDIS_URL", target)
+        self.target = _target(target)
         self.sentinel: redis.asyncio.sentinel.Sentinel | None = None
         if self.target.kind == "sentinel":
             self.options: dict[str, Any] = {
@@ -264,6 +283,284 @@ class PipelinedRedis:
         """Close the connection (tests, before their loop closes)."""
         if self.protocol is not None and self.protocol.open:
             self.protocol.transport.close()
+
+
+# Enough to follow a slot that moves while a command chases it (MOVED, then ASK), not a loop.
+MAX_REDIRECTIONS = 5
+# TRYAGAIN: a multi-key command whose keys a migration has split for a moment.
+TRYAGAIN_PAUSE = 0.05
+_REDIRECTIONS = ("MOVED ", "ASK ", "TRYAGAIN")
+# Their keys come after the script (or function) and the number of keys: `EVAL script 1 key …`.
+_SCRIPT_COMMANDS = frozenset({"EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL", "FCALL_RO"})
+ASKING = pack(("ASKING",))
+CLUSTER_SLOTS = pack(("CLUSTER", "SLOTS"))
+
+
+def command_slot(command: Sequence[Argument]) -> int | None:
+    """Return the slot of a command's key; None for a command without one (any node answers it).
+
+    The key is the first argument, or a script's first key. A command without a key but with
+    arguments (ECHO, CLIENT ID) goes to its first argument's slot: any node answers it too.
+    """
+    if len(command) < 2:
+        return None
+    name = command[0]
+    name = (name.decode() if isinstance(name, bytes) else str(name)).upper()
+    key = command[1]
+    if name in _SCRIPT_COMMANDS:
+        if len(command) < 4 or int(command[2]) == 0:
+            return None
+        key = command[3]  # a script's keys share one slot, or Redis refuses it (CROSSSLOT)
+    # Encoded as hiredis sends it; the hash tag rule ({…}) is redis-py's key_slot's.
+    return key_slot(key if isinstance(key, bytes) else str(key).encode())
+
+
+def _redirected(reply: Reply) -> bool:
+    return isinstance(reply, ResponseError) and str(reply).startswith(_REDIRECTIONS)
+
+
+def _slot_owners(reply: list[Any], asked: Address) -> list[Address]:
+    """Return each slot's primary from a CLUSTER SLOTS reply of the node at `asked`.
+
+    A slot no node serves (a cluster being set up) is sent to `asked`, which answers CLUSTERDOWN.
+    """
+    owners = [asked] * REDIS_CLUSTER_HASH_SLOTS
+    for first, last, primary, *_replicas in reply:
+        # An empty host is the node's own that answered (Redis does not always know its IP).
+        primary_address = (primary[0].decode() or asked[0], int(primary[1]))
+        owners[first : last + 1] = [primary_address] * (last + 1 - first)
+    return owners
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # a refresh nobody awaited failed: the next command that needs one retries
+
+
+class _NodeConnection(_RespProtocol):
+    """A connection to one cluster node, which tells the client when it is lost."""
+
+    def __init__(
+        self, timeout: float, address: Address, lost: Callable[[_NodeConnection], None]
+    ) -> None:
+        super().__init__(timeout)
+        self.address = address
+        self.lost = lost
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self.lost(self)
+
+    def send(self, command: bytes) -> asyncio.Future[Reply]:
+        if self.open:
+            return super().send(command)
+        # Lost while execute_many awaited another node's connection: failed, not left waiting.
+        future = asyncio.get_running_loop().create_future()
+        address = f"{self.address[0]}:{self.address[1]}"
+        future.set_exception(RedisConnectionError(f"Redis closed the connection to {address}"))
+        return future
+
+
+class PipelinedRedisCluster(PipelinedRedis):
+    """PipelinedRedis of a Redis Cluster (what PipelinedRedis(target) is for a cluster's target).
+
+    One pipelined connection per primary, each command sent to the one that serves its key's
+    slot, as the slot map says: fetched (CLUSTER SLOTS) on first use from a seed node or any node
+    known, corrected by each MOVED and fetched again behind it, and before the next command when a
+    node's connection is lost (a replica may have taken its slots over). The commands waiting on
+    a lost connection fail (ConnectionError) as with one server: they may have run.
+    """
+
+    def __init__(self, target: RedisTarget | str, timeout: float) -> None:
+        self.target = _target(target)
+        self.timeout = timeout
+        self.slots: list[Address] | None = None  # each slot's primary; None: fetch the map first
+        self.fetching: asyncio.Task[list[Address]] | None = None
+        self.nodes: dict[Address, _NodeConnection] = {}  # the open connections, by node
+        # One lock per node: a node slow to accept does not hold back the connects to the others.
+        self.node_locks: dict[Address, asyncio.Lock] = {}
+
+    async def execute(self, *args: Argument) -> Reply:
+        slot = command_slot(args)
+        command = pack(args)
+        connection = await self._route(slot)
+        try:
+            return await connection.send(command)
+        except ResponseError as error:
+            if not _redirected(error):
+                raise
+            (reply,) = await self._run(slot, [command], error)
+        if isinstance(reply, BaseException):
+            raise reply
+        return reply
+
+    async def execute_many(self, commands: Sequence[Sequence[Argument]]) -> list[Reply]:
+        slots = [command_slot(command) for command in commands]
+        packed = [pack(command) for command in commands]
+        # Every connection first (a map to fetch, a node to connect): then every command leaves
+        # in this one turn of the loop, which is one write per node.
+        connections = [await self._route(slot) for slot in slots]
+        pairs = zip(connections, packed, strict=True)
+        futures = [connection.send(command) for connection, command in pairs]
+        replies = await asyncio.gather(*futures, return_exceptions=True)
+        # Each redirected command is resent alone: resending its neighbours would run them twice.
+        redirected = [index for index, reply in enumerate(replies) if _redirected(reply)]
+        followed = await asyncio.gather(
+            *(self._run(slots[index], [packed[index]], replies[index]) for index in redirected)
+        )
+        for index, (reply,) in zip(redirected, followed, strict=True):
+            replies[index] = reply
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                raise reply
+        return replies
+
+    async def transaction(self, commands: Sequence[Sequence[Argument]]) -> list[Reply]:
+        """Run commands in MULTI/EXEC on their slot's node: all their keys must share a slot."""
+        slots = {slot for command in commands if (slot := command_slot(command)) is not None}
+        if len(slots) > 1:
+            raise ClusterCrossSlotError(
+                f"CROSSSLOT Keys in request don't hash to the same slot (slots {sorted(slots)}): "
+                "a transaction runs on one node"
+            )
+        unit = [pack(("MULTI",)), *(pack(command) for command in commands), pack(("EXEC",))]
+        # One unit, adjacent on one connection; a redirection of any of it resends all of it
+        # (EXEC then answered EXECABORT: nothing ran).
+        replies = await self._run(slots.pop() if slots else None, unit)
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                raise reply
+        results: list[Reply] = replies[-1]
+        for result in results:
+            if isinstance(result, ResponseError):
+                raise _reply_error(result)
+        return results
+
+    async def _run(
+        self, slot: int | None, unit: list[bytes], redirection: Reply = None
+    ) -> list[Reply]:
+        """Send `unit` (a command, or a MULTI … EXEC) to `slot`'s node, or where `redirection`
+        (its MOVED, ASK or TRYAGAIN reply) says; follow what it is answered. Return its replies,
+        errors in place."""
+        for _ in range(MAX_REDIRECTIONS + 1):
+            address: Address | None = None
+            asking = False
+            if redirection is not None:
+                kind, _, where = str(redirection).partition(" ")
+                if kind == "TRYAGAIN":
+                    await asyncio.sleep(TRYAGAIN_PAUSE)  # then to the slot's node again
+                else:
+                    moved_slot, _, node = where.partition(" ")
+                    host, _, port = node.rpartition(":")
+                    address, asking = (host, int(port)), kind == "ASK"
+                    if kind == "MOVED":
+                        self._moved(int(moved_slot), address)
+            connection = await self._route(slot, address)
+            # ASK: the node importing the slot answers for it only after ASKING, and only the
+            # next command (a MULTI's every command), so the map keeps the slot where it was.
+            sent = [connection.send(ASKING)] if asking else []
+            sent += [connection.send(command) for command in unit]
+            replies = (await asyncio.gather(*sent, return_exceptions=True))[len(sent) - len(unit) :]
+            redirection = next((reply for reply in replies if _redirected(reply)), None)
+            if redirection is None:
+                return replies
+        error = ResponseError(f"{MAX_REDIRECTIONS} redirections, still: {redirection}")
+        return [error] * len(unit)
+
+    def _moved(self, slot: int, address: Address) -> None:
+        if self.slots is not None:
+            self.slots[slot] = address
+        # One slot moved, others probably with it (a resharding, a failover): fetch the whole
+        # map, behind the commands, which meanwhile follow the old map and its MOVED replies.
+        self._refresh()
+
+    async def _route(self, slot: int | None, address: Address | None = None) -> _NodeConnection:
+        """Return the connection to `address`, else to `slot`'s node (None: any node's)."""
+        if address is None:
+            owners = self.slots
+            if owners is None:
+                # Shielded: a caller cancelled does not cancel the fetch other callers await.
+                owners = await asyncio.shield(self._refresh())
+            address = owners[slot or 0]
+        connection = self.nodes.get(address)
+        if connection is not None and connection.open:
+            return connection
+        try:
+            return await self._connect_node(address)
+        except RedisError:
+            # Down: its replica may be taking its slots over. The next command asks the cluster.
+            self.slots = None
+            raise
+
+    def _refresh(self) -> asyncio.Task[list[Address]]:
+        """Fetch the slot map: one fetch for every command that needs it meanwhile."""
+        if self.fetching is None or self.fetching.done():
+            self.fetching = asyncio.create_task(self._fetch_slots())
+            self.fetching.add_done_callback(_retrieve)
+        return self.fetching
+
+    async def _fetch_slots(self) -> list[Address]:
+        # The nodes connected first (no connect to wait for), then the seeds, then any node known.
+        known = dict.fromkeys([*self.nodes, *self.target.nodes, *(self.slots or ())])
+        errors = []
+        for address in known:
+            try:
+                connection = self.nodes.get(address) or await self._connect_node(address)
+                reply = await connection.send(CLUSTER_SLOTS)
+            except RedisError as error:
+                errors.append(f"{address[0]}:{address[1]}: {error}")
+                continue
+            self.slots = _slot_owners(reply, address)
+            return self.slots
+        raise RedisConnectionError(f"No Redis Cluster node gave its slots: {'; '.join(errors)}")
+
+    async def _connect_node(self, address: Address) -> _NodeConnection:
+        # Many requests find no connection at once: open one.
+        async with self.node_locks.setdefault(address, asyncio.Lock()):
+            connection = self.nodes.get(address)
+            if connection is not None and connection.open:
+                return connection
+            connection = await self._open_node(address)
+            self.nodes[address] = connection
+            return connection
+
+    async def _open_node(self, address: Address) -> _NodeConnection:
+        loop = asyncio.get_running_loop()
+        host, port = address
+        make = functools.partial(_NodeConnection, self.timeout, address, self._lost)
+        connection: _NodeConnection | None = None
+        try:
+            async with asyncio.timeout(self.timeout):
+                _, connection = await loop.create_connection(make, host, port)
+                if self.target.password:  # no SELECT: a cluster has database 0 alone
+                    credentials = [self.target.username, self.target.password]
+                    auth = ("AUTH", *[part for part in credentials if part is not None])
+                    await connection.send(pack(auth))
+        except TimeoutError:
+            if connection is not None:
+                connection.transport.close()
+            raise RedisTimeoutError(
+                f"Redis {host}:{port} did not accept a connection within {self.timeout} s"
+            ) from None
+        except OSError as exc:
+            raise RedisConnectionError(f"Cannot connect to Redis {host}:{port}: {exc}") from exc
+        except ResponseError as exc:
+            if connection is not None:
+                connection.transport.close()
+            raise RedisConnectionError(f"Redis refused the connection's setup: {exc}") from exc
+        return connection
+
+    def _lost(self, connection: _NodeConnection) -> None:
+        if self.nodes.get(connection.address) is connection:
+            del self.nodes[connection.address]
+            self.slots = None  # the node may be down: who serves its slots now?
+
+    def close(self) -> None:
+        """Close every node's connection (tests, before their loop closes)."""
+        if self.fetching is not None:
+            self.fetching.cancel()
+        for connection in list(self.nodes.values()):
+            connection.transport.close()
 
 
 class Script:
