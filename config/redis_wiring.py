@@ -45,7 +45,7 @@ SUPPORTED_KINDS: dict[Consumer, set[Kind]] = {
     "cache": {"server", "sentinel", "cluster"},
     "channels": {"server", "sentinel"},
     "broker": {"server", "sentinel"},
-    "stores": {"server", "sentinel"},  # "cluster" with the gateway's client routing by slot
+    "stores": {"server", "sentinel", "cluster"},
 }
 SERVER_SCHEMES = {"redis", "rediss", "unix"}
 DEFAULT_SENTINEL_PORT = 26379
@@ -436,6 +436,15 @@ class BlockingSentinelConnectionPool(
 def probe(target: RedisTarget, timeout: float) -> dict[str, Any]:
     """Ask `target` who answers and in what role: {"redis": where, "role": …, "address": …}."""
     client = client_for(target, timeout)
+    if target.kind == "cluster":
+        try:
+            info = cast(redis.cluster.RedisCluster, client).cluster_info()
+        finally:
+            client.close()
+        if info.get("cluster_state") != "ok":
+            raise redis.ConnectionError(f"the cluster's state is {info.get('cluster_state')}")
+        primaries = info.get("cluster_size")
+        return {"redis": target.describe(), "role": "cluster", "address": f"{primaries} primaries"}
     try:
         role = client.role()[0]
         pool = client.connection_pool
