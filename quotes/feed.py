@@ -17,6 +17,7 @@ import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal, TypedDict
 
+import redis
 from channels.layers import get_channel_layer
 from django.conf import settings
 from redis import asyncio as aioredis
@@ -182,16 +183,25 @@ class TickHub:
         """Return a queue that gets every tick (JSON) this process receives from now on."""
         queue: asyncio.Queue[str] = asyncio.Queue()
         self.queues.add(queue)
-        if self.listening is None or self.listening.done():  # none yet, or it failed
-            self.subscribed = asyncio.get_running_loop().create_future()
-            self.listening = asyncio.create_task(self.listen(self.subscribed))
-        assert self.subscribed is not None  # set and cleared together with `listening`
         try:
-            await asyncio.shield(self.subscribed)  # subscribed before the caller reads a snapshot
+            try:
+                await self.subscription()
+            except (redis.RedisError, OSError):
+                # After Redis restarts or fails over, the first subscription meets the
+                # connection Redis dropped and fails; the next one reconnects.
+                await self.subscription()
         except BaseException:
             await self.leave(queue)
             raise
         return queue
+
+    async def subscription(self) -> None:
+        """Wait until this process is subscribed to the ticks, subscribing if it is not."""
+        if self.listening is None or self.listening.done():  # none yet, or it failed
+            self.subscribed = asyncio.get_running_loop().create_future()
+            self.listening = asyncio.create_task(self.listen(self.subscribed))
+        assert self.subscribed is not None  # set and cleared together with `listening`
+        await asyncio.shield(self.subscribed)  # subscribed before the caller reads a snapshot
 
     async def leave(self, queue: asyncio.Queue[str]) -> None:
         """Stop filling `queue`; unsubscribe when it was the last one."""

@@ -5,8 +5,10 @@ between requests in memory; per-user state lives in Redis. Every response is `pr
 and varies on Authorization, so no shared cache ever keeps one user's answer for another.
 """
 
+import contextlib
 from typing import Any, cast
 
+import redis
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.urls import reverse
@@ -257,9 +259,11 @@ class DraftListApi(StatelessApi):
             draft = services.draft_create(
                 user_id=self.user_id, claim=claim, **serializer.validated_data
             )
-        except exceptions.APIException:
+        except (exceptions.APIException, redis.RedisError):
             if claim is not None:
-                idempotency.release(claim)  # nothing was stored: let a retry run again
+                # Nothing was stored (or, after a Redis error, perhaps it was: release checks).
+                with contextlib.suppress(redis.RedisError):
+                    idempotency.release(claim)
             raise
         return draft_response(draft, status.HTTP_201_CREATED)
 

@@ -28,6 +28,10 @@ class Claim:
     redis_key: str
     fingerprint: str
 
+    def in_flight(self) -> str:
+        """Return the record that holds the key while the request runs."""
+        return json.dumps({"state": "in_flight", "fingerprint": self.fingerprint})
+
     def finished(self, *, status: int, body: dict[str, Any]) -> str:
         """Return the record that replaces the claim once the request has succeeded."""
         return json.dumps(
@@ -51,7 +55,7 @@ def claim(
     if not _VALID_KEY.match(key):
         raise exceptions.ValidationError({HEADER: ["Must be 1 to 255 visible ASCII characters."]})
     redis_key = keys.idempotency(user_id, hashlib.sha256(key.encode()).hexdigest())
-    in_flight = json.dumps({"state": "in_flight", "fingerprint": request_fingerprint})
+    in_flight = Claim(redis_key, request_fingerprint).in_flight()
     # SET NX GET (Redis 7+): claim the key, or read who holds it, in one atomic command. GET makes
     # the reply the old value: a str (the apps' client decodes), or None when the key was free.
     previous = cast(
@@ -70,6 +74,16 @@ def claim(
     return None, record
 
 
+# Deletes the key only while it is still this request's claim: after a Redis error the write may
+# have run, and then the key holds the finished record a retry must get back, not a second draft.
+RELEASE_IF_IN_FLIGHT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
 def release(held: Claim) -> None:
     """Give the key back after a failed request, so that a retry runs again."""
-    app_client().delete(held.redis_key)
+    app_client().register_script(RELEASE_IF_IN_FLIGHT)(
+        keys=[held.redis_key], args=[held.in_flight()]
+    )

@@ -6,6 +6,7 @@ import functools
 
 import pytest
 import pytest_asyncio
+import redis
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
@@ -584,3 +585,29 @@ async def test_without_a_daphne_connection_the_window_stays_open():
     window.detach()
 
     assert window.open is True
+
+
+async def test_a_subscription_that_meets_a_connection_redis_dropped_is_made_again(
+    quotes_settings, monkeypatch
+):
+    # As after a Redis restart or failover: the first subscribe fails on the dropped connection.
+    layer = get_channel_layer()
+    group_add = layer.group_add
+    failures = iter([redis.ConnectionError("Connection closed by server.")])
+
+    async def group_add_failing_once(group: str, channel: str) -> None:
+        for failure in failures:
+            raise failure
+        await group_add(group, channel)
+
+    monkeypatch.setattr(layer, "group_add", group_add_failing_once)
+    client = await connect()
+    await client.send_json_to({"type": "subscribe", "symbols": ["ACME"]})
+    snapshot = await client.receive_json_from()
+
+    published = await tick(1)
+    message = await client.receive_json_from()
+
+    assert snapshot["type"] == "snapshot"
+    assert (message["type"], message["seq"]) == ("tick", published["seq"])
+    await client.disconnect()

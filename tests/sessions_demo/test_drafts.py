@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import redis
 
 from sessions_demo import drafts_store, keys
 from tests.support import wait_for
@@ -356,3 +357,26 @@ def test_a_draft_no_replica_acknowledged_in_time_is_a_503_and_its_retry_is_answe
     assert unacknowledged.json()["code"] == "service_unavailable"
     assert retried.status_code == 201
     assert [d["title"] for d in asgi.get(DRAFTS, headers=as_alice).json()] == ["Hello"]
+
+
+def test_a_create_that_never_reached_redis_leaves_its_key_free_for_the_retry(
+    asgi, as_alice, monkeypatch
+):
+    from sessions_demo import drafts_store
+
+    store = drafts_store.create
+    failures = iter([redis.ConnectionError("Redis closed the connection")])
+
+    def create_failing_once(*args, **kwargs):
+        for failure in failures:
+            raise failure
+        return store(*args, **kwargs)
+
+    monkeypatch.setattr(drafts_store, "create", create_failing_once)
+    headers = {**as_alice, "Idempotency-Key": "draft-2"}
+
+    failed = asgi.post(DRAFTS, json={"title": "Hello"}, headers=headers)
+    retried = asgi.post(DRAFTS, json={"title": "Hello"}, headers=headers)
+
+    assert failed.status_code == 503
+    assert retried.status_code == 201  # not 409: the claim the failed attempt held was released
