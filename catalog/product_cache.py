@@ -25,6 +25,14 @@ GENERATION_TTL_SECONDS = 86400
 FILL_LOCK_SECONDS = 5
 FILL_WAIT_SECONDS = 3
 
+# KEYS: a product's generation and its entry. Moves the generation, drops the entry, atomically.
+_INVALIDATE = """
+redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('DEL', KEYS[2])
+return 1
+"""
+
 _STORE_IF_GENERATION_UNCHANGED = """
 local current = redis.call('GET', KEYS[2]) or '0'
 if current ~= ARGV[1] then return 0 end
@@ -66,13 +74,16 @@ def store_if_current(product_id: int, seen_generation: str, entry: dict[str, Any
 
 
 def invalidate(product_ids: Iterable[int]) -> None:
-    """Drop the products' entries and move their generations, in one round trip."""
-    pipeline = _redis().pipeline(transaction=True)
+    """Drop the products' entries and move their generations."""
+    script = _redis().register_script(_INVALIDATE)
+    # A script each: a product's keys share a slot, two products' need not (a Cluster's), and
+    # the cluster client follows a slot on the move for a script, not inside a MULTI.
     for product_id in product_ids:
-        pipeline.incr(cache_keys.product_generation(product_id))
-        pipeline.expire(cache_keys.product_generation(product_id), GENERATION_TTL_SECONDS)
-        pipeline.delete(cache_keys.product_entry(product_id))
-    pipeline.execute()
+        product_keys = [
+            cache_keys.product_generation(product_id),
+            cache_keys.product_entry(product_id),
+        ]
+        script(keys=product_keys, args=[GENERATION_TTL_SECONDS])
 
 
 @contextmanager

@@ -18,10 +18,13 @@ def invalidate_products_after_commit(product_ids: Iterable[int]) -> None:
     product_ids = list(product_ids)
 
     def invalidate() -> None:
-        product_cache.invalidate(product_ids)
-        # Every list carries "products"; not "category:<slug>", which every product page of the
-        # category also carries: one write would drop them all (make bench's Zipf workload).
-        purge.tags([*(f"product:{product_id}" for product_id in product_ids), "products"])
+        try:
+            product_cache.invalidate(product_ids)
+        finally:
+            # The shared caches are purged even when the app cache could not be reached.
+            # Every list carries "products"; not "category:<slug>", which every product page of
+            # the category also carries: one write would drop them all (make bench's Zipf).
+            purge.tags([*(f"product:{product_id}" for product_id in product_ids), "products"])
 
     # After commit, so that no reader can refill a cache with the row that is about to change.
     transaction.on_commit(invalidate)

@@ -49,6 +49,8 @@ SUPPORTED_KINDS: dict[Consumer, set[Kind]] = {
 }
 SERVER_SCHEMES = {"redis", "rediss", "unix"}
 DEFAULT_SENTINEL_PORT = 26379
+# A write's WAIT for its replicas gets this share of REDIS_TIMEOUT.
+WAIT_FRACTION_OF_TIMEOUT = 0.25
 
 
 @dataclass(frozen=True)
@@ -174,6 +176,8 @@ def check_sentinels(found: dict[Consumer, RedisTarget], timeout: float) -> None:
 def with_db(redis_url: str, db: int) -> str:
     """Return `redis_url` pointing at database number `db`."""
     scheme, _, rest = redis_url.partition("://")
+    if scheme == "redis+cluster":
+        return redis_url  # a cluster has database 0 only: its users keep apart by key prefix
     if scheme == "redis+sentinel":
         location, _, path = rest.partition("/")
         return f"{scheme}://{location}/{path.split('/')[0]}/{db}"
@@ -379,8 +383,19 @@ def replicated_script(script_text: str, keys: list[str], args: list[str | int]) 
     script = client.register_script(script_text)
     pipe = client.pipeline(transaction=False)
     script(keys=keys, args=args, client=pipe)
-    pipe.wait(replicas, int(settings.REDIS_TIMEOUT * 1000))
-    result, acknowledged = pipe.execute()
+    # Shorter than the socket's timeout, so a replica that does not answer is a WAIT that says
+    # so, not a dropped connection; and short, as the request holds Django's thread meanwhile.
+    pipe.wait(replicas, int(settings.REDIS_TIMEOUT * 1000 * WAIT_FRACTION_OF_TIMEOUT))
+    try:
+        result, acknowledged = pipe.execute()
+    except (
+        redis.exceptions.AskError,  # MovedError is one too
+        redis.exceptions.TryAgainError,
+        redis.exceptions.ClusterDownError,
+    ) as exc:
+        # The slot's node, asked directly, follows no redirection: its slot is moving, or the
+        # cluster is failing over. Unavailable for a moment, as when a server is down.
+        raise redis.ConnectionError(f"the cluster is rearranging: {exc}") from exc
     if acknowledged < replicas:
         raise redis.ConnectionError(
             f"the write reached {acknowledged} of {replicas} replicas within the timeout"

@@ -10,14 +10,16 @@ import re
 from dataclasses import dataclass
 from typing import Any, cast
 
+from django.conf import settings
 from rest_framework import exceptions
 
-from config.redis_wiring import app_client
+from config.redis_wiring import app_client, replicated_script
 from sessions_demo import keys
 from sessions_demo.conf import sessions_setting
 from sessions_demo.exceptions import IdempotencyInFlight, IdempotencyKeyReused
 
 HEADER = "Idempotency-Key"
+TOUCH = "return redis.call('EXPIRE', KEYS[1], ARGV[1])"
 _VALID_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
@@ -71,6 +73,11 @@ def claim(
         raise IdempotencyKeyReused()
     if record["state"] == "in_flight":
         raise IdempotencyInFlight()
+    if settings.REDIS_WAIT_REPLICAS:
+        # The first attempt may have been refused (503) for want of a replica after its write
+        # ran: a replay is acknowledged only once replicas hold the record, and so the draft
+        # written with it. A write, then WAIT (a read would leave nothing to wait for).
+        replicated_script(TOUCH, [redis_key], [sessions_setting("IDEMPOTENCY_TTL")])
     return None, record
 
 

@@ -350,12 +350,15 @@ def test_a_draft_no_replica_acknowledged_in_time_is_a_503_and_its_retry_is_answe
     headers = {**as_alice, "Idempotency-Key": "draft-1"}
 
     unacknowledged = asgi.post(DRAFTS, json={"title": "Hello"}, headers=headers)
+    # Its record is stored, but still no replica has it: the replay is no acknowledgement either.
+    replayed_unacknowledged = asgi.post(DRAFTS, json={"title": "Hello"}, headers=headers)
     settings.REDIS_WAIT_REPLICAS = 0
     retried = asgi.post(DRAFTS, json={"title": "Hello"}, headers=headers)
 
     assert unacknowledged.status_code == 503
     assert unacknowledged.json()["code"] == "service_unavailable"
-    assert retried.status_code == 201
+    assert replayed_unacknowledged.status_code == 503
+    assert (retried.status_code, retried.headers["idempotent-replayed"]) == (201, "true")
     assert [d["title"] for d in asgi.get(DRAFTS, headers=as_alice).json()] == ["Hello"]
 
 
