@@ -10,6 +10,7 @@ wait for the lock and then find the entry it stored.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any, cast
@@ -24,6 +25,9 @@ from config.redis_wiring import cache_client
 GENERATION_TTL_SECONDS = 86400
 FILL_LOCK_SECONDS = 5
 FILL_WAIT_SECONDS = 3
+# How long an invalidation keeps trying while its slot is on the move (a Cluster's migration).
+INVALIDATE_RETRY_SECONDS = 5.0
+INVALIDATE_RETRY_PAUSE = 0.05
 
 # KEYS: a product's generation and its entry. Moves the generation, drops the entry, atomically.
 _INVALIDATE = """
@@ -83,7 +87,17 @@ def invalidate(product_ids: Iterable[int]) -> None:
             cache_keys.product_generation(product_id),
             cache_keys.product_entry(product_id),
         ]
-        script(keys=product_keys, args=[GENERATION_TTL_SECONDS])
+        deadline = time.monotonic() + INVALIDATE_RETRY_SECONDS
+        while True:
+            try:
+                script(keys=product_keys, args=[GENERATION_TTL_SECONDS])
+                break
+            except (redis.exceptions.TryAgainError, redis.exceptions.ClusterError):
+                # A Cluster moving the product's slot holds its keys on two nodes for a moment;
+                # given up, the entry would outlive the write that made it stale.
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(INVALIDATE_RETRY_PAUSE)
 
 
 @contextmanager

@@ -16,7 +16,16 @@ logger = logging.getLogger(__name__)
 
 API_PREFIX = "/api/"
 # A backing service that is down or too slow: the client should retry, so 503, not 500.
-SERVICE_ERRORS = (redis.ConnectionError, redis.TimeoutError, OperationalError)
+# A service down, or, on a Redis Cluster, a slot on the move or a failover under way: unavailable
+# for a moment, for every instance alike (503), not a fault of the request (500).
+SERVICE_ERRORS = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.exceptions.ClusterError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+    OperationalError,
+)
 
 
 def error_body(detail: str, code: str, **extra: object) -> dict[str, object]:

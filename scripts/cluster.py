@@ -10,7 +10,8 @@ default), configured from deploy/nginx.conf. tests/system/ builds the same topol
 
 Redis, by --redis (scripts/redis_topology.py starts the private topologies, under VAR_DIR):
     server    REDIS_URL, else one private server (the default)
-    sentinel  a primary, 2 replicas and 3 sentinels; REDIS_URL=redis+sentinel://...
+    sentinel  a primary, 2 replicas and 3 sentinels; REDIS_URL=redis+sentinel://...;
+              a fresh topology each start (its data under VAR_DIR is wiped)
     cluster   a Redis Cluster of 3 primaries and 3 replicas in REDIS_URL=redis+cluster://...,
               and one private server for the channel layer and the broker (REDIS_CHANNELS_URL,
               REDIS_BROKER_URL: channels-redis and kombu have no Redis Cluster client) and for
@@ -234,6 +235,29 @@ class Processes(dev.Processes):
         return super().first_exited()
 
 
+def start_redis_cluster(
+    processes: Processes, cluster_dir: Path, plain_dir: Path, child_env: dict[str, str]
+) -> tuple[redis_topology.ClusterTopology, str, set[str]]:
+    """Start a Redis Cluster and a plain server beside it; name them in `child_env`.
+
+    Return the cluster, the plain server's URL and the variables that name the plain one.
+    """
+    cluster = redis_topology.start_cluster(processes, cluster_dir)
+    processes.survivable += [process for _, process in cluster.nodes]
+    # channels-redis and kombu speak to one server only: they, and any consumer the settings do
+    # not let use a cluster (yet), get a plain one of their own.
+    from config.redis_wiring import CONSUMER_VARIABLES, SUPPORTED_KINDS
+
+    plain = dev.start_private_redis(processes, plain_dir)
+    aside = {CONSUMER_VARIABLES["channels"], CONSUMER_VARIABLES["broker"]} | {
+        CONSUMER_VARIABLES[consumer]
+        for consumer, kinds in SUPPORTED_KINDS.items()
+        if "cluster" not in kinds
+    }
+    child_env.update(dict.fromkeys(aside, plain), REDIS_URL=cluster.url)
+    return cluster, plain, aside
+
+
 def start_redis(
     processes: Processes, kind: str, var_dir: Path, child_env: dict[str, str]
 ) -> list[str]:
@@ -254,21 +278,14 @@ def start_redis(
             f"  Redis       Sentinel {sentinel.master_name}: primary 127.0.0.1:"
             f"{sentinel.primary[0]}, replicas {replicas} (kill -9 the primary: it fails over)",
             f"  REDIS_URL   {sentinel.url}",
+            # Restarting on the old data would put node-0 back as primary and lose what a
+            # failover's primary took in since (scripts/redis_topology.py, start_sentinel).
+            "  Redis data  a fresh topology each start: drafts and ticks of the last run are gone",
             f"  Redis logs  {sentinel.run_dir}/node-*/redis.log, sentinel-*/sentinel.log",
         ]
-    cluster = redis_topology.start_cluster(processes, var_dir / "redis-cluster")
-    processes.survivable += [process for _, process in cluster.nodes]
-    # channels-redis and kombu speak to one server only: they, and any consumer the settings do
-    # not let use a cluster (yet), get a plain one of their own.
-    from config.redis_wiring import CONSUMER_VARIABLES, SUPPORTED_KINDS
-
-    plain = dev.start_private_redis(processes, var_dir / "redis")
-    aside = {CONSUMER_VARIABLES["channels"], CONSUMER_VARIABLES["broker"]} | {
-        CONSUMER_VARIABLES[consumer]
-        for consumer, kinds in SUPPORTED_KINDS.items()
-        if "cluster" not in kinds
-    }
-    child_env.update(dict.fromkeys(aside, plain), REDIS_URL=cluster.url)
+    cluster, plain, aside = start_redis_cluster(
+        processes, var_dir / "redis-cluster", var_dir / "redis", child_env
+    )
     on_cluster = [name for name in REDIS_CONSUMER_VARIABLES if name not in aside]
     replicas = ", ".join(
         f"127.0.0.1:{port}" for port, _ in cluster.nodes if port not in cluster.seed_ports

@@ -41,6 +41,9 @@ CLUSTER_SLOTS = 16384
 READY_TIMEOUT = 60.0
 # A node that does not answer within this is taken as down, not waited for.
 PROBE_TIMEOUT = 0.5
+# A Sentinel topology's data nodes: a node restarted after a failover resyncs in full from the
+# primary at once, not after the 5 s a primary waits by default for more replicas to share it.
+SENTINEL_NODE_OPTIONS = ("--repl-diskless-sync-delay", "0")
 T = TypeVar("T")
 
 
@@ -109,6 +112,17 @@ def lock_run_dir(run_dir: Path) -> IO[str]:
         lock.close()
         raise SystemExit(f"[redis] {run_dir} is in use by another launcher") from None
     return lock
+
+
+def wipe_run_dir(run_dir: Path) -> None:
+    """Remove everything a previous run left in `run_dir` but its lock (held by this process)."""
+    for entry in run_dir.iterdir():
+        if entry.name == "topology.lock":
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def forget(processes: dev.Processes, process: subprocess.Popen) -> None:
@@ -201,6 +215,45 @@ class SentinelTopology:
         port, _ = poll(switched, timeout=timeout, what=f"a new primary in place of {old_port}")
         return port, time.monotonic() - started
 
+    def restart(self, port: int) -> subprocess.Popen:
+        """Start the data node of `port` again (after kill_primary), a replica of today's primary.
+
+        It keeps its directory and resyncs from the primary; the sentinels find it by themselves.
+        """
+        index = [node_port for node_port, _ in self.data_nodes].index(port)
+        primary = self.primary_port()
+        argv = data_node_argv(
+            dev.redis_server_binary(),
+            port,
+            self.run_dir / f"node-{index}",
+            self.password,
+            *SENTINEL_NODE_OPTIONS,
+            "--replicaof", HOST, str(primary),
+        )  # fmt: skip
+        process = self.processes.start(f"redis replica {HOST}:{port}", argv, dict(os.environ))
+        if index == 0:
+            self.primary = (port, process)
+        else:
+            self.replicas[index - 1] = (port, process)
+        return process
+
+    def whole(self) -> bool:
+        """Return whether every sentinel names one primary, with every replica and peer up."""
+        try:
+            primary = self.primary_port()
+        except RuntimeError:
+            return False
+        return all(
+            sentinel_knows_all(
+                port,
+                master_name=self.master_name,
+                primary=primary,
+                replicas=len(self.replicas),
+                others=len(self.sentinel_ports) - 1,
+            )
+            for port in self.sentinel_ports
+        )
+
 
 def role(client: redis.Redis) -> str:
     return str(client.execute_command("ROLE")[0])
@@ -220,7 +273,11 @@ def sentinel_conf(
         "sentinel resolve-hostnames no",
         f"sentinel monitor {master_name} {HOST} {primary} {quorum}",
         # Fast enough that a test sees a failover in seconds; a real deployment waits longer.
-        f"sentinel down-after-milliseconds {master_name} 1000",
+        # Not 1000, a sentinel's ping period: a sentinel that learns of a switch from a peer
+        # then took the new primary for down ~1.03 s later on a busy machine, with its peers'
+        # votes on the old one still counted (ODOWN at once, quorum 3/2), and failed it over
+        # again: two primaries for seconds, clients stuck on the deposed one (Redis 7.0.15).
+        f"sentinel down-after-milliseconds {master_name} 2000",
         f"sentinel failover-timeout {master_name} 5000",
         f"sentinel parallel-syncs {master_name} 1",
     ]
@@ -283,16 +340,22 @@ def start_sentinel(
     if replicas < 1 or sentinels < 1:
         raise ValueError("a failover needs at least one replica and one sentinel")
     lock = lock_run_dir(run_dir)
+    # A fresh topology each start, wiped only once the lock is ours. Restarting on the old data
+    # would lose writes: node-0 would be primary again and the others would resync from it, so
+    # whatever a failover's new primary took in since would be dropped. (The roles of the last
+    # run are not known for sure: the sentinels' files name that run's ports, and a launcher
+    # killed mid-failover leaves no record of who won.)
+    wipe_run_dir(run_dir)
     binary = dev.redis_server_binary()
     # One call: ports from two calls could overlap, the first ones being free again.
     primary_port, *ports = free_ports(1 + replicas + sentinels)
     replica_ports, sentinel_ports = ports[:replicas], ports[replicas:]
-    # Named by position, not port: node-0 (the primary at start) finds its data on the next run;
-    # the replicas resync from it, so what a failover's new primary took in since is dropped.
     started = []
     for index, port in enumerate([primary_port, *replica_ports]):
         extra = ("--replicaof", HOST, str(primary_port)) if index else ()
-        argv = data_node_argv(binary, port, run_dir / f"node-{index}", password, *extra)
+        argv = data_node_argv(
+            binary, port, run_dir / f"node-{index}", password, *SENTINEL_NODE_OPTIONS, *extra
+        )
         name = f"redis {'replica' if index else 'primary'} {HOST}:{port}"
         started.append((port, processes.start(name, argv, dict(os.environ))))
     # Sentinels learn the replicas from the primary's INFO: only once they are attached.
@@ -471,6 +534,9 @@ def start_cluster(
             # A fresh primary's offset moves only with writes or these pings (10 s by default);
             # until it does, CLUSTER SLOTS hides the replicas.
             "--repl-ping-replica-period", "1",
+            # A node back after a failover resyncs in full from its promoted replica: at once,
+            # not after the 5 s a primary waits by default for more replicas to share the sync.
+            "--repl-diskless-sync-delay", "0",
         )  # fmt: skip
         process = processes.start(f"redis cluster node {HOST}:{port}", argv, dict(os.environ))
         nodes.append((port, process))

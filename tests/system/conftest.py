@@ -31,6 +31,7 @@ sys.path.insert(0, str(support.BASE_DIR / "scripts"))
 
 import cluster as launcher
 import dev
+import redis_topology
 
 # Logins through the cluster, per client IP, for the whole session: the throttle test spends this
 # budget from an address of its own; the other tests log in from 127.0.0.1, far fewer times.
@@ -189,3 +190,82 @@ def cluster(tmp_path_factory) -> Iterator[ClusterUnderTest]:
 def upstream(response: httpx.Response) -> str:
     """Return the instance nginx sent this request to (the X-Upstream header it adds)."""
     return response.headers["x-upstream"].split(",")[-1].strip()
+
+
+# --- A Sentinel-managed Redis under the same cluster (tests/system/test_redis_sentinel_faults.py)
+
+# Anonymous requests per client IP in that topology: few, so that one test exhausts them (and no
+# refill within a test run: one more every 3 minutes). Everything else there signs in.
+SENTINEL_ANON_RATE = "20/hour"
+SENTINEL_ACCOUNTS = {"alice": False, "bob": False, "carol": False, "dave": False}
+
+
+@dataclass
+class SentinelClusterUnderTest:
+    """Two instances behind nginx on a Sentinel-managed primary with two replicas."""
+
+    base_url: str
+    cluster: launcher.Cluster
+    topology: redis_topology.SentinelTopology
+    postgres: PrivatePostgres
+    logs: Path  # the instances', worker's, beat's and nginx's logs; redis/ holds the topology's
+
+    def client(self, **kwargs) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, timeout=30, **kwargs)
+
+    def instance_urls(self) -> list[str]:
+        """Each instance's own address, past nginx."""
+        return [f"http://127.0.0.1:{port}" for port in self.cluster.app_ports]
+
+    def token(self, username: str) -> dict:
+        """Log in through the load balancer; return the token pair."""
+        with self.client() as http:
+            response = http.post(
+                "/api/v1/auth/token/", json={"username": username, "password": PASSWORD}
+            )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+
+@pytest.fixture(scope="module")
+def sentinel_cluster(tmp_path_factory) -> Iterator[SentinelClusterUnderTest]:
+    """`make cluster REDIS=sentinel` with PostgreSQL, for one module; stop every process after it.
+
+    A primary, two replicas and three sentinels (scripts/redis_topology.py) on free ports, never
+    6379; their configs, data and logs stay in the module's log directory, beside the instances'.
+    """
+    if launcher.nginx_binary() is None:
+        pytest.skip(missing_tool("nginx"))
+    bin_dir = postgres_bin()
+    if bin_dir is None:
+        pytest.skip(missing_tool("postgresql"))
+    logs = tmp_path_factory.mktemp("sentinel-cluster-logs")
+    root = Path(tempfile.mkdtemp(prefix="sc-sentinel-"))
+    processes = dev.Processes()
+    postgres = None
+    try:
+        postgres = PrivatePostgres(bin_dir, root / "pg")
+        postgres.start()
+        topology = redis_topology.start_sentinel(processes, logs / "redis")
+        env = support.child_env(
+            DJANGO_SETTINGS_MODULE="config.settings.test",
+            DATABASE_URL=postgres.url,
+            REDIS_URL=topology.url,
+            GATEWAY_RATE_ANON=SENTINEL_ANON_RATE,
+        )
+        # The topology is the whole of Redis here, as with `make cluster REDIS=sentinel`.
+        for name in launcher.REDIS_CONSUMER_VARIABLES:
+            env.pop(name, None)
+        dev.manage(env, "migrate", "--noinput", "--verbosity", "0")
+        dev.manage(env, "seed_catalog", "--products", str(PRODUCTS))
+        accounts = CREATE_ACCOUNTS.format(accounts=SENTINEL_ACCOUNTS, password=PASSWORD)
+        dev.manage(env, "shell", "-c", accounts)
+        running = launcher.start(
+            processes, run_dir=root / "nginx", child_env=env, instances=2, log_dir=logs
+        )
+        yield SentinelClusterUnderTest(running.base_url, running, topology, postgres, logs)
+    finally:
+        processes.stop_all()
+        if postgres is not None:
+            postgres.stop()
+        shutil.rmtree(root, ignore_errors=True)
