@@ -14,7 +14,7 @@ import time
 import urllib.error
 import urllib.request
 
-from bench.measure import drop_caches, eval_calls, http, redis_client, wrk
+from bench.measure import drop_caches, eval_calls, http, primaries, wrk
 from bench.report import summarise, table
 from bench.world import ASGI_SERVERS, World, say
 
@@ -138,21 +138,28 @@ def measure_extra(
         extra_rounds.append(measured)
         say(f"round {number + 1}: more paths done")
     results["extra"] = summarise(extra_rounds)
-    extra = results["extra"]
-    throttled = round_trips(urls[main_server], bench.user(), "/api/v1/me/")
-    unthrottled_scripts = round_trips(unthrottled, bench.user(), "/api/v1/me/")
-    results["throttle"] = {
+    results["throttle"] = throttle_cost(bench, urls[main_server], unthrottled, results["extra"])
+
+
+def throttle_cost(bench: Bench, url: str, unthrottled_url: str, c1: dict[str, dict]) -> dict:
+    """Return the throttle's Redis round trips and, from `c1`'s `me` at one connection, its cost.
+
+    `c1` holds the summaries of me_c1_throttled (`url`) and me_c1_unthrottled (`unthrottled_url`).
+    """
+    throttled = round_trips(url, bench.user(), "/api/v1/me/")
+    unthrottled_scripts = round_trips(unthrottled_url, bench.user(), "/api/v1/me/")
+    return {
         "scripts_per_me": throttled,
         "scripts_per_me_unthrottled": unthrottled_scripts,
         "throttle_scripts_per_request": throttle_scripts_per_request(
-            urls[main_server], bench.user(), "/api/v1/me/"
+            url, bench.user(), "/api/v1/me/"
         ),
-        "scripts_per_hit": round_trips(urls[main_server], None, bench.product),
+        "scripts_per_hit": round_trips(url, None, bench.product),
         "p50_overhead_ms": round(
-            extra["me_c1_throttled"]["p50_ms"] - extra["me_c1_unthrottled"]["p50_ms"], 3
+            c1["me_c1_throttled"]["p50_ms"] - c1["me_c1_unthrottled"]["p50_ms"], 3
         ),
         "c1_throughput_cost": round(
-            1 - extra["me_c1_throttled"]["rps"] / extra["me_c1_unthrottled"]["rps"], 4
+            1 - c1["me_c1_throttled"]["rps"] / c1["me_c1_unthrottled"]["rps"], 4
         ),
     }
 
@@ -171,7 +178,9 @@ def throttle_scripts_per_request(
 
     Redis's command counts also hold the other scripts that run meanwhile (the quote ticks, the
     cache lookups), so this counts the throttle's script by its SHA1 (or its text, with EVAL).
+    On a Redis Cluster each primary's stream is read: a node shows only the commands it runs.
     """
+    import contextlib
     import http.client
     import threading
     from urllib.parse import urlsplit
@@ -187,17 +196,22 @@ def throttle_scripts_per_request(
             connection.request("GET", path, headers=headers)
             connection.getresponse().read()
         connection.close()
-        redis_client().echo(done)
+        for node in nodes:
+            node.echo(done)
 
+    nodes = primaries()
     counted = 0
-    with redis_client().monitor() as monitor:
+    with contextlib.ExitStack() as stack:
+        monitors = [stack.enter_context(node.monitor()) for node in nodes]
         threading.Thread(target=send_requests, daemon=True).start()
-        for entry in monitor.listen():
-            command = entry["command"]
-            if done in command:
-                break
-            if RUN_GCRA.sha in command or GCRA.strip().splitlines()[0] in command:
-                counted += 1
+        # Each node's stream up to the marker, which reaches every node after the last request.
+        for monitor in monitors:
+            for entry in monitor.listen():
+                command = entry["command"]
+                if done in command:
+                    break
+                if RUN_GCRA.sha in command or GCRA.strip().splitlines()[0] in command:
+                    counted += 1
     return round(counted / requests, 3)
 
 

@@ -7,11 +7,27 @@ import os
 import subprocess
 import urllib.error
 import urllib.request
+from dataclasses import dataclass, field
 from email.message import Message
 
 import redis
+import redis.cluster
 
 from bench.world import BENCH_DIR, KEY_PREFIX
+
+
+@dataclass
+class RedisInUse:
+    """The Redis the scenarios read and count when it is not the settings' REDIS_URL."""
+
+    client: redis.Redis | None = None
+    primaries: list[redis.Redis] = field(default_factory=list)
+
+
+# The settings' REDIS_URL (the world's single server) until a topology's run points the scenarios
+# at its own (use_redis). Module state, not an argument: every scenario reaches Redis through the
+# functions below, and a run reads one Redis at a time.
+IN_USE = RedisInUse()
 
 
 def wrk(
@@ -66,11 +82,40 @@ def http(
         return error.code, error.headers, None
 
 
+def use_redis(url: str | None) -> None:
+    """Point the scenarios at the Redis of `url` (REDIS_URL's forms); None: the settings' again."""
+    for client in [*IN_USE.primaries, IN_USE.client]:
+        if client is not None:
+            client.close()  # closing twice (the client among its primaries) is harmless
+    IN_USE.client, IN_USE.primaries = None, []
+    if url is None:
+        return
+    from config.redis_wiring import client_for, parse
+
+    # Generous timeouts: MONITOR and the keyspace events wait on these connections.
+    target = parse("REDIS_URL", url)
+    client = client_for(target, timeout=10)
+    IN_USE.client, IN_USE.primaries = client, [client]
+    if isinstance(client, redis.cluster.RedisCluster):
+        # A node counts, publishes and monitors only what runs on it: each primary is asked.
+        IN_USE.primaries = [
+            redis.Redis(n.host, n.port, username=target.username, password=target.password)
+            for n in client.get_primaries()
+        ]
+
+
 def redis_client() -> redis.Redis:
-    """Return a client of the world's Redis (the settings' REDIS_URL)."""
+    """Return a client of the world's Redis (the settings' REDIS_URL, else use_redis's)."""
+    if IN_USE.client is not None:
+        return IN_USE.client
     from django.conf import settings
 
     return redis.Redis.from_url(settings.REDIS_URL)
+
+
+def primaries() -> list[redis.Redis]:
+    """Return a client of each primary: the one server's, or each shard's of a Redis Cluster."""
+    return IN_USE.primaries or [redis_client()]
 
 
 def drop_caches() -> None:
@@ -93,5 +138,8 @@ def drop_caches() -> None:
 
 def eval_calls() -> int:
     """Return how many scripts Redis has run (EVAL and EVALSHA): the gateway's round trips."""
-    stats = redis_client().info("commandstats")
-    return sum(stats.get(name, {}).get("calls", 0) for name in ("cmdstat_eval", "cmdstat_evalsha"))
+    return sum(
+        stats.get(name, {}).get("calls", 0)
+        for stats in (client.info("commandstats") for client in primaries())
+        for name in ("cmdstat_eval", "cmdstat_evalsha")
+    )

@@ -51,6 +51,57 @@ def table(summary: dict[str, dict]) -> list[str]:
     return lines
 
 
+# The rows of --redis's table: (key in its ratios, label, scenario, figure, format). Each ratio is
+# the topology's figure over the single server's: above 1 is more (req/s, hit ratio) or slower (ms).
+TOPOLOGY_ROWS = [
+    ("hit_rps", "HIT req/s", "hit", "rps", "{:,.0f}"),
+    ("hit_p50_ms", "HIT p50 ms", "hit", "p50_ms", "{:.2f}"),
+    ("hit_p99_ms", "HIT p99 ms", "hit", "p99_ms", "{:.2f}"),
+    ("throttle_scripts_per_request", "throttle scripts per request (MONITOR)", "throttle",
+     "throttle_scripts_per_request", "{:g}"),
+    ("scripts_per_me", "Redis scripts per JWT me", "throttle", "scripts_per_me", "{:g}"),
+    ("throttle_p50_overhead_ms", "throttle p50 overhead ms (me, 1 connection)", "throttle",
+     "p50_overhead_ms", "{:.3f}"),
+    ("zipf_rps", "Zipf req/s", "zipf", "rps", "{:,.0f}"),
+    ("zipf_gateway_hit_ratio", "Zipf gateway hit ratio", "zipf", "gateway_hit_ratio", "{:.2%}"),
+    ("zipf_combined_hit_ratio", "Zipf gateway + app cache hit ratio", "zipf",
+     "combined_hit_ratio", "{:.2%}"),
+    ("zipf_stale_reads", "Zipf stale reads", "zipf", "stale_reads", "{}"),
+]  # fmt: skip
+
+
+def topology_ratios(single: dict, topology: dict) -> dict[str, float | None]:
+    """Return each row's topology / single server ratio (None when either side is not positive).
+
+    A ratio of two counts of zero (stale reads), or of a latency difference at or below zero (the
+    throttle's overhead, within the noise), says nothing.
+    """
+    ratios: dict[str, float | None] = {}
+    for key, _, scenario, figure, _ in TOPOLOGY_ROWS:
+        a, b = single[scenario][figure], topology[scenario][figure]
+        ratios[key] = round(b / a, 4) if a > 0 and b > 0 else None
+    return ratios
+
+
+def topology_table(t: dict) -> list[str]:
+    """Return the Markdown table of --redis: each row on one server, on the topology, the ratio."""
+    lines = [
+        f"| scenario | single server | {t['kind']} | ratio ({t['kind']} / single) |",
+        "|---|---:|---:|---:|",
+    ]
+    for key, label, scenario, figure, form in TOPOLOGY_ROWS:
+        single, topology = t["single"][scenario][figure], t["topology"][scenario][figure]
+        ratio = t["ratios"][key]
+        if key == "zipf_stale_reads":
+            single = f"{single} of {t['single']['zipf']['writes_acknowledged']} writes"
+            topology = f"{topology} of {t['topology']['zipf']['writes_acknowledged']} writes"
+        else:
+            single, topology = form.format(single), form.format(topology)
+        shown = f"{ratio:.2f}x" if ratio is not None else "n/a"
+        lines.append(f"| {label} | {single} | {topology} | {shown} |")
+    return lines
+
+
 def core_goals(core: dict, wsgi: dict) -> list[tuple[str, bool | None, str]]:
     """Return the goals about the product and `me` paths of the chosen server."""
     out = []
@@ -96,6 +147,11 @@ def goals(results: dict) -> list[tuple[str, bool | None, str]]:
                     f"{extra} throttle scripts per request (MONITOR)"))  # fmt: skip
         out.append(("Throttle: p50 overhead < 0.3 ms", t["p50_overhead_ms"] < 0.3,
                     f"{t['p50_overhead_ms']:.3f} ms"))  # fmt: skip
+    topology = results.get("topology")
+    if topology and topology["kind"] == "cluster":
+        ratio = topology["ratios"]["hit_rps"] or 0.0
+        out.append(("Cluster HIT >= 0.8x single-server HIT", ratio >= 0.8,
+                    f"{ratio:.2f}x the single server's"))  # fmt: skip
     return out
 
 
@@ -107,9 +163,13 @@ def report(results: dict) -> str:
         f"{results['when']} · {results['machine']} · wrk -c32 (-c200 for quotes), "
         f"{results['rounds']} rounds of {results['seconds']} s, medians; ratios to nginx are the "
         "median of each round's ratio.",
-        "",
-        f"## Product and auth paths, by server (gateway on; `{results['main']}` chosen)",
     ]
+    # Without core (--only hot or topology, with --redis) the section would be a title alone.
+    if results["core"] or "topology" not in results:
+        lines += [
+            "",
+            f"## Product and auth paths, by server (gateway on; `{results['main']}` chosen)",
+        ]
     for server, summary in results["core"].items():
         lines += ["", f"### {server}", "", *table(summary)]
     if "extra" in results:
@@ -131,6 +191,11 @@ def report(results: dict) -> str:
                 f"{row['server_cpu_percent']}% | {row['server_rss_mb']} MB | "
                 f"{row['client_cpu_percent']}% |"
             )
+    if t := results.get("topology"):
+        lines += ["", f"## Redis {t['kind']} beside a single server ({t['server']}, this run)", "",
+                  f"{t['redis']}. The same scenarios, servers and rounds on each, one after the "
+                  "other; the topology's nodes as `make cluster REDIS=...` runs them (AOF, "
+                  "replicas) on the same cores.", "", *topology_table(t)]  # fmt: skip
     lines += ["", "## Goals", "", "| goal | met | figure |", "|---|---|---|"]
     for goal, met, figure in results["goals"]:
         mark = "yes" if met else "n/a" if met is None else "**no**"

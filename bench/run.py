@@ -2,6 +2,7 @@
 """`make bench`: each path's throughput and latency beside nginx serving the same bytes, as ratios.
 
     .venv/bin/python bench/run.py [--rounds 3] [--seconds 3] [--quick] [--no-fanout]
+                                  [--redis server|sentinel|cluster]
 
 Everything runs on this machine over loopback, in a temporary directory: a private Redis, a
 SQLite database with 10,000 products, a Celery worker and beat, daphne, uvicorn and granian
@@ -10,9 +11,14 @@ the load generator. Each round measures nginx and then every scenario; each figu
 the rounds, each ratio the median of the per-round ratios. All the processes are stopped by PID at
 the end. Results: printed, and written to bench/results/latest.md and latest.json.
 
+--redis sentinel or cluster then measures a HIT, the throttle's cost and the Zipf workload on the
+single server and, that world stopped, on a private Sentinel-managed primary or Redis Cluster
+(the `topology` group, which it adds to --only): a table of both and their ratio.
+
 This file parses the arguments and runs the scenarios in order; each lives in a file of its own:
 world.py (the processes and data), http_scenarios.py (core, extra, hot), zipf.py, fanout_scenario.py
-(driving fanout.py), measure.py (wrk, the Redis counters) and report.py (tables, goals, results).
+(driving fanout.py), topology_scenario.py (--redis), measure.py (wrk, the Redis counters) and
+report.py (tables, goals, results).
 """
 
 from __future__ import annotations
@@ -39,9 +45,11 @@ from bench.http_scenarios import (
     measure_extra,
 )
 from bench.report import RESULTS_DIR, goals, write_results
+from bench.topology_scenario import compare_topology
 from bench.world import (
     ASGI_SERVERS,
     PRODUCTS,
+    REDIS_TOPOLOGIES,
     World,
     dev,
     ensure_tools,
@@ -70,7 +78,13 @@ def main() -> int:
     parser.add_argument(
         "--only", default="core,extra,zipf,fanout",
         help="scenarios, comma-separated: core, extra, zipf, fanout; or hot (HIT and 304 beside "
-        "nginx on the first of --servers, for a quick before/after)",
+        "nginx on the first of --servers, for a quick before/after); topology (--redis's "
+        "comparison alone)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--redis", choices=REDIS_TOPOLOGIES, default="server",
+        help="server: one private Redis (default); sentinel or cluster: also a HIT, the throttle "
+        "and Zipf on that topology, beside the single server's",
     )  # fmt: skip
     args = parser.parse_args()
     if args.quick:
@@ -79,12 +93,18 @@ def main() -> int:
     only = set(args.only.split(","))
     if args.no_fanout:
         only.discard("fanout")
+    if args.redis != "server":
+        only.add("topology")
+    elif "topology" in only:
+        parser.error("--only topology needs --redis sentinel or --redis cluster")
+    first = only - {"topology"}  # what runs on the single server before the topology, if any
     dev.die_with_parent()
     for signum in dev.STOP_SIGNALS:
         signal.signal(signum, dev.raise_stop)
     tools = ensure_tools()
     workdir = Path(tempfile.mkdtemp(prefix="sc-bench-"))
     world = World(workdir, workers=os.cpu_count() or 1)
+    topology_world = World(workdir / "topology", workers=world.workers)
     results: dict = {
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{os.cpu_count()} cores, Python {platform.python_version()}, "
@@ -96,45 +116,63 @@ def main() -> int:
         say(f"setting up in {workdir}: Redis, {PRODUCTS:,} products, users")
         world.prepare()
         world.start_celery()
-        if only == {"hot"}:
-            return hot_paths(world, tools, servers[0], args.rounds, args.seconds)
-        urls = start_servers(
-            world, servers, handler_variants="uvicorn" in servers and "core" in only
-        )
-        bench = Bench(world, urls, None, args.seconds)
-        _, body = bench.warm(servers[0])
-        bench.nginx_url = world.start_nginx(body) if tools["nginx"] else None
-        say(f"servers up ({', '.join(urls)}); {args.rounds} rounds of {args.seconds} s each")
-        results["core"] = compare_servers(bench, args.rounds) if "core" in only else {}
-        main_server, score = fastest_server(results["core"], servers)
-        results["main"], results["server_scores"] = main_server, score
-        say(
-            f"fastest for the mix: {main_server} "
-            f"({', '.join(f'{s} {v:,.0f}' for s, v in score.items())})"
-        )
-
-        if "extra" in only:
-            measure_extra(world, bench, urls, main_server, args.rounds, results)
-        if "zipf" in only:
-            say("zipf workload")
-            results["zipf"] = zipf_workload(bench, main_server, args.zipf_seconds)
-        if "fanout" in only:
-            default_sizes = "100,1000,sse:1000" if args.quick else "100,1000,5000,sse:1000"
-            results["fanout"] = fanout_runs(
-                world, main_server, urls[main_server], args.fanout_sizes or default_sizes,
-                args.fanout_rounds,
+        if first == {"hot"}:
+            status = hot_paths(world, tools, servers[0], args.rounds, args.seconds)
+            if "topology" not in only:
+                return status
+            results.update(core={}, main=servers[0])
+        elif first:
+            measure_single_server(world, tools, servers, only, args, results)
+        else:  # --only topology
+            results.update(core={}, main=servers[0])
+        if "topology" in only:
+            results["topology"] = compare_topology(
+                world, topology_world, args.redis, results["main"], args.rounds, args.seconds,
+                args.zipf_seconds,
             )  # fmt: skip
         results["goals"] = goals(results)
     except dev.Stop as stop:
         say(f"{stop} received; stopping")
         return 1
     finally:
+        topology_world.stop()
         world.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     text = write_results(results)
     print(text)
     say(f"written to {RESULTS_DIR / 'latest.md'} and latest.json")
     return 0
+
+
+def measure_single_server(
+    world: World, tools: dict, servers: list[str], only: set[str], args: argparse.Namespace,
+    results: dict,
+) -> None:  # fmt: skip
+    """Start the servers and nginx, run the chosen scenarios of `only` in order; add to results."""
+    urls = start_servers(world, servers, handler_variants="uvicorn" in servers and "core" in only)
+    bench = Bench(world, urls, None, args.seconds)
+    _, body = bench.warm(servers[0])
+    bench.nginx_url = world.start_nginx(body) if tools["nginx"] else None
+    say(f"servers up ({', '.join(urls)}); {args.rounds} rounds of {args.seconds} s each")
+    results["core"] = compare_servers(bench, args.rounds) if "core" in only else {}
+    main_server, score = fastest_server(results["core"], servers)
+    results["main"], results["server_scores"] = main_server, score
+    say(
+        f"fastest for the mix: {main_server} "
+        f"({', '.join(f'{s} {v:,.0f}' for s, v in score.items())})"
+    )
+
+    if "extra" in only:
+        measure_extra(world, bench, urls, main_server, args.rounds, results)
+    if "zipf" in only:
+        say("zipf workload")
+        results["zipf"] = zipf_workload(bench, main_server, args.zipf_seconds)
+    if "fanout" in only:
+        default_sizes = "100,1000,sse:1000" if args.quick else "100,1000,5000,sse:1000"
+        results["fanout"] = fanout_runs(
+            world, main_server, urls[main_server], args.fanout_sizes or default_sizes,
+            args.fanout_rounds,
+        )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Also the tools it needs (wrk, nginx, installed when root and missing) and `say`, the harness's one
 way of telling what it is doing. Every process is started in a session of its own and stopped by
-PID (World.stop).
+PID (World.stop). A second World, for --redis sentinel or cluster, shares the first one's database
+and users and runs its servers on a private topology instead (World.start_topology).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ WSGI_BASELINE = ["granian", "--interface", "wsgi", "--host", "127.0.0.1", "--por
                  "--workers", "{workers}", "--blocking-threads", "4", "--log-level", "warning",
                  "--no-access-log", "config.wsgi:application"]  # fmt: skip
 ASGI_SERVERS = dev.SERVERS
+REDIS_TOPOLOGIES = ("server", "sentinel", "cluster")
 # The gateway in front of Django's own ASGI handler, to price config.asgi's WSGI bridge; and the
 # same with every middleware sync-only (bench/asgi_handler_sync.py).
 OLD_PATH = "uvicorn, Django ASGI handler"
@@ -81,6 +83,7 @@ class World:
         self.processes = dev.Processes()
         self.logs: dict[str, Path] = {}
         self.kinds: dict[str, str] = {}
+        self.urls: dict[str, str] = {}
         self.env: dict[str, str] = {}
 
     def start_redis(self) -> str:
@@ -132,6 +135,43 @@ class World:
         self.staff_token = token_pair_for(staff)["access"]
         self.user_token = token_pair_for(user)["access"]
 
+    def start_topology(self, kind: str, base: World) -> str:
+        """Start a private Redis `kind` (sentinel, cluster) for `base`'s data; say where it is.
+
+        As `make cluster REDIS=<kind>` does (scripts/cluster.py, start_redis): the topology is the
+        whole of Redis, but with a cluster the channel layer and the broker (no Cluster client in
+        channels-redis or kombu) and any consumer the settings keep off one get a plain server.
+        The database, its products and users are `base`'s, so are the tokens.
+        """
+        import redis_topology  # scripts/redis_topology.py, on sys.path above
+
+        from config.redis_wiring import CONSUMER_VARIABLES, SUPPORTED_KINDS
+
+        self.workdir.mkdir(exist_ok=True)
+        # A consumer's own variable left over from the environment (.env) would send it elsewhere.
+        self.env = {k: v for k, v in base.env.items() if k not in CONSUMER_VARIABLES.values()}
+        self.staff_token, self.user_token = base.staff_token, base.user_token
+        if kind == "sentinel":
+            sentinel = redis_topology.start_sentinel(self.processes, self.workdir / "sentinel")
+            self.env["REDIS_URL"] = sentinel.url
+            return (
+                f"Sentinel {sentinel.master_name}: a primary, {len(sentinel.replicas)} replicas, "
+                f"{len(sentinel.sentinels)} sentinels; REDIS_URL={sentinel.url}"
+            )
+        cluster = redis_topology.start_cluster(self.processes, self.workdir / "cluster")
+        plain = self.start_redis()
+        aside = {CONSUMER_VARIABLES["channels"], CONSUMER_VARIABLES["broker"]} | {
+            CONSUMER_VARIABLES[consumer]
+            for consumer, kinds in SUPPORTED_KINDS.items()
+            if "cluster" not in kinds
+        }
+        self.env.update(dict.fromkeys(aside, plain), REDIS_URL=cluster.url)
+        primaries = len(cluster.seed_ports)
+        return (
+            f"Redis Cluster: {primaries} primaries, {len(cluster.nodes) - primaries} replicas; "
+            f"REDIS_URL={cluster.url}; {', '.join(sorted(aside))} on one server"
+        )
+
     def start(self, name: str, kind: str, *, app: str = "config.asgi:application") -> str:
         """Start `app` under the server `kind` as `name`; return its URL once it is healthy."""
         port = dev_free_port()
@@ -146,6 +186,7 @@ class World:
         dev.wait_until(
             lambda: dev.http_ok(f"{url}/healthz"), timeout=60, what=name, processes=self.processes
         )
+        self.urls[name] = url
         return url
 
     def spawn(self, name: str, argv: list[str], log: Path) -> None:

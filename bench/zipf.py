@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 from bench.http_scenarios import Bench
-from bench.measure import drop_caches, http, redis_client, wrk
+from bench.measure import drop_caches, http, primaries, redis_client, wrk
 from bench.world import KEY_PREFIX, PRODUCTS
 
 
@@ -48,29 +48,32 @@ def zipf_workload(bench: Bench, server: str, seconds: float) -> dict:
     """
     import threading
 
-    import redis as redis_lib
-    from django.conf import settings
-
     url = bench.urls[server]
     drop_caches()
     warm_up_seconds = read_every_product(url)
     time.sleep(1.5)  # the servers flush their metrics once a second: keep the warm-up's out
-    client = redis_client()
-    client.config_set("notify-keyspace-events", "K$")  # SET events: count app-cache fills
-    pubsub = redis_lib.Redis.from_url(settings.REDIS_URL).pubsub()
-    pubsub.psubscribe(f"__keyspace@*__:{KEY_PREFIX}:catalog:product:*")
+    # A node publishes the events of its own keys only: on a Redis Cluster, each primary's.
+    nodes = primaries()
+    for node in nodes:
+        node.config_set("notify-keyspace-events", "K$")  # SET events: count app-cache fills
+    pubsubs = [node.pubsub() for node in nodes]
+    for pubsub in pubsubs:
+        pubsub.psubscribe(f"__keyspace@*__:{KEY_PREFIX}:catalog:product:*")
     fills = 0
     stop = threading.Event()
+
+    def is_fill(message: dict | None) -> bool:
+        if not message or message["type"] != "pmessage" or message["data"] != b"set":
+            return False
+        # An entry (…:product:{42}), not its generation or fill lock.
+        return message["channel"].rsplit(b":", 1)[1].strip(b"{}").isdigit()
 
     def count_fills() -> None:
         nonlocal fills
         while not stop.is_set():
-            message = pubsub.get_message(timeout=0.2)
-            if not message or message["type"] != "pmessage" or message["data"] != b"set":
-                continue
-            # An entry (…:product:{42}), not its generation or fill lock.
-            if message["channel"].rsplit(b":", 1)[1].strip(b"{}").isdigit():
-                fills += 1
+            for pubsub in pubsubs:
+                if is_fill(pubsub.get_message(timeout=0.2 / len(pubsubs))):
+                    fills += 1
 
     stale, writes = [], 0
     staff = {"Authorization": f"Bearer {bench.world.staff_token}"}
@@ -107,8 +110,10 @@ def zipf_workload(bench: Bench, server: str, seconds: float) -> dict:
         stop.set()
         for thread in threads:
             thread.join()
-        pubsub.close()
-        client.config_set("notify-keyspace-events", "")
+        for pubsub in pubsubs:
+            pubsub.close()
+        for node in nodes:
+            node.config_set("notify-keyspace-events", "")
     time.sleep(1.5)  # the servers flush their metrics once a second
     seen = result.pop("x_cache")
     outcomes = {k: v - gateway_before.get(k, 0) for k, v in gateway_outcomes().items()}
