@@ -205,11 +205,16 @@ def listed_drafts(url: str, auth: dict) -> set[str]:
     return {draft["id"] for draft in response.json()}
 
 
+# nginx's own 502 or 504, once in a while after the kill (a CI run saw one 2 ms write): its
+# connection to an instance dropped, the write was not acknowledged, and its retry with the same
+# Idempotency-Key ran. Rare, or the failover is doing something it must not.
+NGINX_FAILURES_ALLOWED = 3
+
+
 def failed_as_expected(sent: Sent, killed_at: float) -> bool:
-    """A JSON 503 of ours, or nginx's 502/504 for a request in flight at the kill."""
-    in_flight = sent.started <= killed_at <= sent.ended
+    """A JSON 503 of ours, or nginx's 502/504 after the kill (its upstream connection dropped)."""
     return (sent.status, sent.code) == (503, "service_unavailable") or (
-        sent.status in (502, 504) and in_flight
+        sent.status in (502, 504) and sent.code is None and sent.ended >= killed_at
     )
 
 
@@ -263,6 +268,7 @@ def test_killing_the_primary_mid_load_fails_requests_with_503_only_and_loses_no_
     assert any(s.draft_id and s.ended < killed_at for s in load.sent)  # writes went in before
     assert writes_back <= WRITES_BACK_WITHIN_SECONDS
     assert [s for s in failed if not failed_as_expected(s, killed_at)] == []
+    assert len([s for s in failed if s.status in (502, 504)]) <= NGINX_FAILURES_ALLOWED
     assert [s for s in failed if s.ended < killed_at] == []
     assert slowest.seconds <= SLOWEST_REQUEST_SECONDS
     assert never_acknowledged == []
