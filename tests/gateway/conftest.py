@@ -9,8 +9,6 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from gateway.response_cache import ResponseCache
-
 
 @dataclass
 class Origin:
@@ -51,31 +49,3 @@ def client_for(app) -> httpx.AsyncClient:
     """An HTTP client of an ASGI app, from 127.0.0.1."""
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
     return httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1")
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def cache(origin, clock) -> ResponseCache:
-    """The shared response cache in front of the scripted origin, on the hand-moved clock."""
-    response_cache = ResponseCache(origin)
-    response_cache.clock = clock
-    return response_cache
-
-
-async def get(cache, path="/thing", **kwargs):
-    async with client_for(cache) as client:
-        return await client.get(path, **kwargs)

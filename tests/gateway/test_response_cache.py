@@ -5,9 +5,37 @@ import asyncio
 import pytest
 
 from gateway import purge
-from tests.gateway.conftest import client_for, get
+from gateway.response_cache import ResponseCache
+from tests.gateway.conftest import client_for
 
 pytestmark = pytest.mark.asyncio
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def cache(origin, clock) -> ResponseCache:
+    response_cache = ResponseCache(origin)
+    response_cache.clock = clock
+    return response_cache
+
+
+async def get(cache, path="/thing", **kwargs):
+    async with client_for(cache) as client:
+        return await client.get(path, **kwargs)
 
 
 async def test_a_response_fresh_for_shared_caches_is_served_from_the_cache(cache, origin, clock):

@@ -11,9 +11,23 @@ import pytest
 from django.utils.http import http_date
 
 from gateway import cache_rules, keys
-from tests.gateway.conftest import client_for, get
+from gateway.response_cache import ResponseCache
+from tests.gateway.conftest import client_for
+from tests.gateway.test_response_cache import Clock, get
 
 pytestmark = pytest.mark.asyncio
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def cache(origin, clock) -> ResponseCache:
+    response_cache = ResponseCache(origin)
+    response_cache.clock = clock
+    return response_cache
 
 
 # --- what may be stored (3, 3.5) ------------------------------------------------------------------
