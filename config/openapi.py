@@ -27,6 +27,7 @@ MEANINGS = {
     403: "Authenticated, but not allowed to do this.",
     404: "Nothing at this address.",
     409: "Conflicts with the resource's current state; read it again and retry.",
+    410: "An Idempotency-Key retry whose draft has since been deleted or has expired.",
     412: "If-Match does not match the current ETag (the current one is attached).",
     413: "Too large.",
     415: "The body is not JSON.",

@@ -36,7 +36,7 @@ from config.errors import error_body
 from config.openapi import errors, header
 from sessions_demo import idempotency, selectors, services
 from sessions_demo.authentication import JWTStatelessAuthentication
-from sessions_demo.exceptions import plain_auth_error
+from sessions_demo.exceptions import IdempotencyReplayGone, plain_auth_error
 from sessions_demo.serializers import (
     DraftSerializer,
     DraftSummarySerializer,
@@ -237,7 +237,7 @@ class DraftListApi(StatelessApi):
                 DraftSerializer, "A retry: the first answer (Idempotent-Replayed)."
             ),
             201: DraftSerializer,
-            **errors(401, 409, 413, 422),
+            **errors(401, 409, 410, 413, 422),
         },
     )
     def post(self, request: Request) -> Response:
@@ -252,6 +252,8 @@ class DraftListApi(StatelessApi):
                 user_id=self.user_id, key=key, request_fingerprint=request_fingerprint
             )
             if done is not None:
+                if not selectors.draft_exists(user_id=self.user_id, draft_id=done["body"]["id"]):
+                    raise IdempotencyReplayGone()
                 response = draft_response(done["body"], done["status"])
                 response["Idempotent-Replayed"] = "true"
                 return response

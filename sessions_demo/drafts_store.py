@@ -54,6 +54,11 @@ def get(user_id: str, draft_id: str) -> dict[str, Any] | None:
     return json.loads(raw) if raw is not None else None
 
 
+def exists(user_id: str, draft_id: str) -> bool:
+    """Return whether the user has this draft (the TTL is left as it is)."""
+    return bool(app_client().hexists(keys.drafts(user_id), draft_id))
+
+
 def get_all(user_id: str) -> list[dict[str, Any]]:
     """Return every draft of the user (in no order); restart their TTL."""
     pipe = app_client().pipeline(transaction=False)

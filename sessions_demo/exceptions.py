@@ -32,6 +32,16 @@ class IdempotencyInFlight(exceptions.APIException):
     default_code = "idempotency_in_flight"
 
 
+class IdempotencyReplayGone(exceptions.APIException):
+    # Not the first 201 again: its Location would name a draft that is no longer there.
+    status_code = status.HTTP_410_GONE
+    default_detail = (
+        "The draft this Idempotency-Key created has since been deleted or has expired; "
+        "send a new key to create another."
+    )
+    default_code = "idempotency_replay_gone"
+
+
 class IdempotencyKeyReused(exceptions.APIException):
     status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
     default_detail = "This Idempotency-Key was already used with a different request body."

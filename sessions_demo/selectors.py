@@ -29,6 +29,11 @@ def draft_get(*, user_id: str, draft_id: str) -> dict[str, Any]:
     return draft
 
 
+def draft_exists(*, user_id: str, draft_id: str) -> bool:
+    """Return whether the user still has this draft."""
+    return drafts_store.exists(user_id, draft_id)
+
+
 def draft_list(*, user_id: str) -> list[dict[str, Any]]:
     """Return the user's drafts without their bodies, most recently changed first."""
     drafts = sorted(drafts_store.get_all(user_id), key=lambda d: d["updated_at"], reverse=True)

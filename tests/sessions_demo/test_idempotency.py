@@ -37,6 +37,24 @@ def test_the_replay_is_the_first_answer_even_after_the_draft_changed(asgi, as_al
     assert retry.json() == first.json()
 
 
+def test_a_retry_after_the_draft_was_deleted_is_a_410_and_creates_nothing(asgi, as_alice):
+    first = post(asgi, as_alice, "retry-3")
+    deleted = asgi.request("DELETE", first.headers["location"], headers=as_alice)
+
+    retries = [post(asgi, as_alice, "retry-3") for _ in range(2)]
+
+    assert deleted.status_code == 204
+    assert [r.status_code for r in retries] == [410, 410]
+    assert retries[0].json() == {
+        "detail": "The draft this Idempotency-Key created has since been deleted or has "
+        "expired; send a new key to create another.",
+        "code": "idempotency_replay_gone",
+    }
+    assert "location" not in retries[0].headers
+    assert asgi.get(DRAFTS, headers=as_alice).json() == []
+    assert post(asgi, as_alice, "retry-4").status_code == 201
+
+
 def test_the_same_key_with_another_body_is_a_422(asgi, as_alice):
     post(asgi, as_alice, "reused", {"title": "One"})
 
