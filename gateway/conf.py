@@ -53,6 +53,8 @@ DEFAULTS = {
     "CACHE_MAX_ENTRY_BYTES": 1024 * 1024,
     "CACHE_MAX_TTL": 86400,
     "COLLAPSE_WAIT_SECONDS": 3.0,
+    # Bytes of entries each process keeps in memory, exact by Redis's invalidations; 0: none.
+    "LOCAL_CACHE_BYTES": 64 * 1024 * 1024,
     # A client's `Cache-Control: no-cache` forces at most one revalidation per entry this often.
     "CLIENT_REVALIDATE_INTERVAL": 1.0,
     # Purges are also sent to these edge caches (nginx, Varnish): PURGE <url><path>, BAN <url>.

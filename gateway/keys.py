@@ -24,9 +24,14 @@ def throttle(policy: str, identity: str) -> str:
     return f"{_prefix()}:rl:{{{identity}}}:{policy}"
 
 
+def cache_prefix() -> str:
+    """The prefix of every key whose change the in-process caches must hear of (and no other's)."""
+    return f"{_prefix()}:cache:"
+
+
 def cache_base(url: str) -> str:
-    """The prefix of every key of one URL: its Vary spec, entries, fill lock and pass marker."""
-    return f"{_prefix()}:cache:{{{url_hash(url)}}}"
+    """The prefix of every key of one URL: its Vary spec, entries, variants and pass marker."""
+    return f"{cache_prefix()}{{{url_hash(url)}}}"
 
 
 def cache_pattern() -> str:
@@ -48,13 +53,16 @@ def cache_pass(url: str) -> str:
     return f"{cache_base(url)}:pass"
 
 
+# The locks live outside cache_prefix(): every instance would otherwise be told of each one taken.
+
+
 def cache_fill_lock(url: str) -> str:
-    return f"{cache_base(url)}:fill"
+    return f"{_prefix()}:lock:{{{url_hash(url)}}}:fill"
 
 
 def cache_refresh_lock(entry_key: str) -> str:
     """Held while one background or client-forced revalidation of an entry runs."""
-    return f"{entry_key}:refresh"
+    return f"{_prefix()}:lock:{entry_key.removeprefix(cache_prefix())}:refresh"
 
 
 def cache_tag(tag: str) -> str:

@@ -69,7 +69,7 @@ def _target(target: RedisTarget | str) -> RedisTarget:
     return target if isinstance(target, RedisTarget) else parse("REDIS_URL", target)
 
 
-class _RespProtocol(asyncio.Protocol):
+class RespConnection(asyncio.Protocol):
     """One connection: a future per command sent, resolved as the replies come back in order.
 
     One timer per connection, not one per command, watches the oldest unanswered command: past
@@ -94,19 +94,23 @@ class _RespProtocol(asyncio.Protocol):
         self.reader.feed(data)
         try:
             while (reply := self.reader.gets()) is not False:
-                future, _ = self.waiting.popleft()
-                if future.done():
-                    continue  # its caller was cancelled; the order still holds
-                if isinstance(reply, ResponseError):
-                    future.set_exception(_reply_error(reply))
-                    if str(reply).startswith("READONLY"):
-                        # A demoted primary (Sentinel failed over): drop it; the next command
-                        # connects to whichever node is primary now.
-                        self.transport.abort()
-                else:
-                    future.set_result(reply)
+                self.received(reply)
         except hiredis.ProtocolError:
             self.transport.abort()  # out of step with the server: connection_lost fails the rest
+
+    def received(self, reply: Reply) -> None:
+        """Resolve the oldest command's future with `reply`."""
+        future, _ = self.waiting.popleft()
+        if future.done():
+            return  # its caller was cancelled; the order still holds
+        if isinstance(reply, ResponseError):
+            future.set_exception(_reply_error(reply))
+            if str(reply).startswith("READONLY"):
+                # A demoted primary (Sentinel failed over): drop it; the next command connects
+                # to whichever node is primary now.
+                self.transport.abort()
+        else:
+            future.set_result(reply)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.open = False
@@ -187,8 +191,10 @@ class PipelinedRedis:
         else:
             self.options = dict(parse_url(self.target.url))
         self.timeout = timeout
-        self.protocol: _RespProtocol | None = None
+        self.protocol: RespConnection | None = None
         self.connecting = asyncio.Lock()
+        # Called when a connection replaces a lost one: the server may be another (a failover).
+        self.on_reconnect: list[Callable[[], None]] = []
 
     async def execute(self, *args: Argument) -> Reply:
         """Send one command and return its reply."""
@@ -218,32 +224,38 @@ class PipelinedRedis:
                 raise _reply_error(result)
         return results
 
-    async def _connection(self) -> _RespProtocol:
+    async def _connection(self) -> RespConnection:
         protocol = self.protocol
         if protocol is None or not protocol.open:
             protocol = await self._connect()
         return protocol
 
-    async def _connect(self) -> _RespProtocol:
+    async def _connect(self) -> RespConnection:
         async with self.connecting:  # many requests find no connection at once: open one
             if self.protocol is not None and self.protocol.open:
                 return self.protocol
-            try:
-                async with asyncio.timeout(self.timeout):
-                    protocol = await self._open()
-            except TimeoutError:
-                raise RedisTimeoutError(
-                    f"Redis did not accept a connection within {self.timeout} s"
-                ) from None
-            except OSError as exc:
-                raise RedisConnectionError(f"Cannot connect to Redis: {exc}") from exc
-            self.protocol = protocol
+            protocol = await self.open_connection(functools.partial(RespConnection, self.timeout))
+            replaced, self.protocol = self.protocol, protocol
+            if replaced is not None:
+                for callback in self.on_reconnect:
+                    callback()
             return protocol
 
-    async def _open(self) -> _RespProtocol:
+    async def open_connection(self, make: Callable[[], RespConnection]) -> RespConnection:
+        """Open a connection of its own to the server (the primary), set up, of `make`'s class."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await self._open(make)
+        except TimeoutError:
+            raise RedisTimeoutError(
+                f"Redis did not accept a connection within {self.timeout} s"
+            ) from None
+        except OSError as exc:
+            raise RedisConnectionError(f"Cannot connect to Redis: {exc}") from exc
+
+    async def _open(self, make: Callable[[], RespConnection]) -> RespConnection:
         loop = asyncio.get_running_loop()
         options = self.options
-        make = functools.partial(_RespProtocol, self.timeout)
         if self.sentinel is not None:
             # Asked on every connect, so a failover needs no restart (MasterNotFoundError, a
             # ConnectionError, when no sentinel knows a primary).
@@ -337,7 +349,7 @@ def _retrieve(task: asyncio.Task[Any]) -> None:
         task.exception()  # a refresh nobody awaited failed: the next command that needs one retries
 
 
-class _NodeConnection(_RespProtocol):
+class _NodeConnection(RespConnection):
     """A connection to one cluster node, which tells the client when it is lost."""
 
     def __init__(
@@ -377,6 +389,8 @@ class PipelinedRedisCluster(PipelinedRedis):
         self.slots: list[Address] | None = None  # each slot's primary; None: fetch the map first
         self.fetching: asyncio.Task[list[Address]] | None = None
         self.nodes: dict[Address, _NodeConnection] = {}  # the open connections, by node
+        # Called when the set of primaries may have changed: a node lost, a new slot map.
+        self.on_reconnect: list[Callable[[], None]] = []
         # One lock per node: a node slow to accept does not hold back the connects to the others.
         self.node_locks: dict[Address, asyncio.Lock] = {}
 
@@ -510,7 +524,10 @@ class PipelinedRedisCluster(PipelinedRedis):
             except RedisError as error:
                 errors.append(f"{address[0]}:{address[1]}: {error}")
                 continue
-            self.slots = _slot_owners(reply, address)
+            previous, self.slots = self.slots, _slot_owners(reply, address)
+            if previous is not None and set(previous) != set(self.slots):
+                for callback in self.on_reconnect:
+                    callback()
             return self.slots
         raise RedisConnectionError(f"No Redis Cluster node gave its slots: {'; '.join(errors)}")
 
@@ -524,11 +541,19 @@ class PipelinedRedisCluster(PipelinedRedis):
             self.nodes[address] = connection
             return connection
 
-    async def _open_node(self, address: Address) -> _NodeConnection:
+    async def primaries(self) -> list[Address]:
+        """Return the address of every primary that serves slots, as the slot map says now."""
+        owners = self.slots if self.slots is not None else await self._refresh()
+        return sorted(set(owners))
+
+    async def _open_node(
+        self, address: Address, make: Callable[[], RespConnection] | None = None
+    ) -> _NodeConnection:
+        """Open a connection to one node: a _NodeConnection, else one of `make`'s class."""
         loop = asyncio.get_running_loop()
         host, port = address
-        make = functools.partial(_NodeConnection, self.timeout, address, self._lost)
-        connection: _NodeConnection | None = None
+        make = make or functools.partial(_NodeConnection, self.timeout, address, self._lost)
+        connection: RespConnection | None = None
         try:
             async with asyncio.timeout(self.timeout):
                 _, connection = await loop.create_connection(make, host, port)
@@ -548,12 +573,20 @@ class PipelinedRedisCluster(PipelinedRedis):
             if connection is not None:
                 connection.transport.close()
             raise RedisConnectionError(f"Redis refused the connection's setup: {exc}") from exc
-        return connection
+        return connection  # type: ignore[return-value]  # of `make`'s class when given
+
+    async def open_node_connection(
+        self, address: Address, make: Callable[[], RespConnection]
+    ) -> RespConnection:
+        """Open a connection of its own to one node, set up, of `make`'s class."""
+        return await self._open_node(address, make)
 
     def _lost(self, connection: _NodeConnection) -> None:
         if self.nodes.get(connection.address) is connection:
             del self.nodes[connection.address]
             self.slots = None  # the node may be down: who serves its slots now?
+            for callback in self.on_reconnect:
+                callback()
 
     def close(self) -> None:
         """Close every node's connection (tests, before their loop closes)."""

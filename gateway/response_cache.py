@@ -36,6 +36,7 @@ from gateway.http import (
     send_json,
     without,
 )
+from gateway.local_cache import local_cache
 from gateway.metrics import recorder
 from gateway.purge import PURGE_KEYS_SCRIPT
 from gateway.redis_client import Argument, Script, async_redis
@@ -84,7 +85,8 @@ end
 local entry_key = ARGV[1] .. ':' .. redis.sha1hex(table.concat(parts, '\\n'))
 local entry = redis.call('GET', entry_key)
 if not entry then return {'miss', entry_key} end
-return {'hit', entry_key, entry}
+-- With what an in-process cache keeps: the spec, and how long each key has to live (ms).
+return {'hit', entry_key, entry, spec, redis.call('PTTL', entry_key), redis.call('PTTL', KEYS[1])}
 """
 RUN_LOOKUP = Script(LOOKUP)
 # Releases a lock only while it is still ours: a fill that outlived its lock must not drop the
@@ -93,11 +95,14 @@ RELEASE_OWN_LOCK = Script(
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 )
 LIST_SPACE = re.compile(rb"\s*,\s*")
+NO_VARY_DIGEST = hashlib.sha1(b"", usedforsecurity=False).hexdigest()
 RUN_PURGE_KEYS = Script(PURGE_KEYS_SCRIPT)
 
 
 def variant_key(url: str, vary: list[str], request_headers: Headers) -> str:
     """Return the entry key of the variant a request selects, exactly as the LOOKUP script does."""
+    if not vary:
+        return f"{keys.cache_base(url)}:entry:{NO_VARY_DIGEST}"
     parts = []
     for name in vary:
         lines = header_values(request_headers, name.encode())
@@ -195,7 +200,20 @@ def storable_entry(
 
 async def lookup(url: str, request_headers: Headers) -> tuple[str, str, Entry | None]:
     """Find the stored variant a request selects: ("hit", its key, the entry), ("miss", the key
-    it would have, None), ("miss", "", None) when nothing is stored, or ("pass", "", None)."""
+    it would have, None), ("miss", "", None) when nothing is stored, or ("pass", "", None).
+
+    From this process's memory when it holds both the URL's Vary spec and the variant; else from
+    Redis, and what it finds is kept in memory.
+    """
+    memory = local_cache()
+    if memory.listening:
+        vary = memory.get(keys.cache_vary(url))
+        if vary is not None:
+            entry_key = variant_key(url, vary, request_headers)
+            kept: Entry | None = memory.get(entry_key)
+            if kept is not None:
+                return "hit", entry_key, kept
+    epoch = memory.epoch
     argv: list[Argument] = [f"{keys.cache_base(url)}:entry"]
     for name, value in request_headers:
         argv += [name, value]
@@ -203,7 +221,17 @@ async def lookup(url: str, request_headers: Headers) -> tuple[str, str, Entry | 
     found = result[0].decode()
     entry_key = result[1].decode() if len(result) > 1 else ""
     entry = Entry.unpack(result[2]) if found == "hit" else None
-    return ("miss" if found == "hit" and entry is None else found), entry_key, entry
+    if entry is None:
+        return ("miss" if found == "hit" else found), entry_key, None
+    _, _, raw, spec, entry_ttl, spec_ttl = result
+    memory.keep(
+        epoch,
+        [
+            (keys.cache_vary(url), json.loads(spec), spec_ttl, len(spec)),
+            (entry_key, entry, entry_ttl, len(raw)),
+        ],
+    )
+    return found, entry_key, entry
 
 
 def _weak(tag: str) -> str:
@@ -596,6 +624,7 @@ class ResponseCache:
                     if replaces:
                         commands.append(("DEL", keys.cache_vary(url)))
                     await client.transaction(commands)
+                    await local_cache().settled()
                 return None
             entry, vary, tags = stored
             entry_key = variant_key(url, vary, request_headers)
@@ -628,6 +657,7 @@ class ResponseCache:
                     ("DEL", keys.cache_pass(url)),
                 ]
             )
+            await local_cache().settled()
         except redis.RedisError as exc:
             logger.warning("could not store %s in the response cache: %s", url, exc)
             return None
@@ -644,6 +674,9 @@ class ResponseCache:
         async def watch(event: Message) -> None:
             nonlocal status
             if event["type"] == "http.response.start":
+                # What the write purged (Django's signals) is gone from memory before the
+                # client can ask again.
+                await local_cache().settled()
                 status = event["status"]
                 headers = lower_names(event.get("headers", []))
                 named.extend(v for k, v in headers if k in (b"location", b"content-location"))
@@ -671,3 +704,4 @@ async def purge_urls_async(urls: list[str]) -> None:
     await asyncio.gather(
         *(RUN_PURGE_KEYS([keys.cache_variants(url), keys.cache_vary(url)]) for url in urls)
     )
+    await local_cache().settled()
