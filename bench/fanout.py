@@ -5,23 +5,40 @@
 
 Run by bench/run.py against a server whose beat and worker tick once a second. For every tick a
 client receives: its delay from the tick's server timestamp (`ts`, ms), and whether any sequence
-number was skipped. Prints one JSON line. Bounded: connecting gives up after --connect-timeout.
+number was skipped. Prints RECORDING when every client has joined (or --connect-timeout passed),
+then one JSON line. The clients are spread over processes of at most --per-process each (one file
+descriptor a client, and a process may have no more than its hard RLIMIT_NOFILE); the processes
+connect together, in waves of --wave clients every 50 ms in all, and record the same window.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
+import contextlib
 import json
+import math
 import re
+import resource
+import shutil
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 SYMBOLS = "ACME,BOLT,CRUX,DYNO,EPIC,FLUX,GLOW,HALO,IRIS,JADE"
 # A tick's seq and ts lead its JSON, and a conflated one ends with first_seq: this reads just those
 # (bytes, undecoded), as decoding whole messages was a fifth of this process's CPU at 5,000 clients.
 TICK_HEAD = re.compile(rb'\{"type": "tick", "seq": (\d+), "ts": (\d+),')
 FIRST_SEQ = re.compile(rb'"first_seq": (\d+)\}$')
+# File descriptors a process keeps beyond its clients' sockets (the loop, stdio, imports).
+SPARE_FDS = 100
+# One process reading 5,000 sockets in turn was most of their p99 (467 against 136 ms split in two,
+# docs/performance.md): real clients are machines of their own, so each process has a share.
+PER_PROCESS = 2500
 
 
 class Tally:
@@ -88,10 +105,24 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
 
 
-async def main(args: argparse.Namespace) -> dict:
-    tally = Tally()
+def failures(tasks: list[asyncio.Task[None]], readies: list[asyncio.Event]) -> dict[str, int]:
+    """Count the clients not connected at the end, by what ended them or "never joined"."""
+    counts: collections.Counter[str] = collections.Counter()
+    for task, ready in zip(tasks, readies, strict=True):
+        if task.done():
+            error = task.exception()
+            cause = f" ({type(error.__cause__).__name__})" if error and error.__cause__ else ""
+            counts[type(error).__name__ + cause] += 1
+        elif not ready.is_set():
+            counts["never joined"] += 1
+    return dict(counts)
+
+
+async def start_clients(
+    args: argparse.Namespace, tally: Tally
+) -> tuple[list[asyncio.Task[None]], list[asyncio.Event]]:
+    """Connect this process's clients in waves; return them once all joined or timed out."""
     readies = [asyncio.Event() for _ in range(args.clients)]
-    started = time.perf_counter()
     tasks = []
     for number, ready in enumerate(readies):
         if args.sse:
@@ -100,60 +131,138 @@ async def main(args: argparse.Namespace) -> dict:
             origin = args.url.replace("ws://", "http://", 1)
             client = websocket_client(args.url, origin, tally, ready, args.compression)
             tasks.append(asyncio.create_task(client))
-        if number % 100 == 99:
+        if number % args.wave == args.wave - 1:
             await asyncio.sleep(0.05)  # connect in waves, as real clients arrive
-    connected = 0
-    try:
-        await asyncio.wait_for(
-            asyncio.gather(*(ready.wait() for ready in readies)), args.connect_timeout
-        )
-        connected = args.clients
-    except TimeoutError:
-        connected = sum(ready.is_set() for ready in readies)
-    joined = time.perf_counter() - started
-    failed = sum(task.done() for task in tasks)
+    waiting = asyncio.gather(*(ready.wait() for ready in readies))
+    with contextlib.suppress(TimeoutError):  # those not joined by then count as failed
+        await asyncio.wait_for(waiting, args.connect_timeout)
+    return tasks, readies
+
+
+async def worker(args: argparse.Namespace) -> dict:
+    """One process's clients: join, say so, record when told to, return the raw figures."""
+    tally = Tally()
+    started = time.perf_counter()
+    tasks, readies = await start_clients(args, tally)
+    print(json.dumps({"connect_s": time.perf_counter() - started}), flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)  # "record"
     tally.recording = True
-    print("RECORDING", flush=True)  # bench/run.py samples the server's CPU from here
-    cpu_before, recording_started = time.process_time(), time.perf_counter()
+    cpu_before = time.process_time()
     await asyncio.sleep(args.seconds)
     tally.recording = False
-    # This process shares the cores with the server: its own load is part of every delay.
-    client_cpu = (time.process_time() - cpu_before) / (time.perf_counter() - recording_started)
+    cpu = time.process_time() - cpu_before
+    failed = failures(tasks, readies)
+    joined = len(tasks) - sum(failed.values())
+    result = {"joined": joined, "failed": failed, "delays": tally.delays, "gaps": tally.gaps,
+              "ticks": tally.ticks, "cpu_s": cpu}  # fmt: skip
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    return result
+
+
+def worker_argv(args: argparse.Namespace, clients: int, wave: int, out: str) -> list[str]:
+    compression = [] if args.compression else ["--no-compression"]
+    return [sys.executable, __file__, args.url, "--worker", out, "--clients", str(clients),
+            "--seconds", str(args.seconds), "--connect-timeout", str(args.connect_timeout),
+            "--wave", str(wave), *(["--sse"] if args.sse else []), *compression]  # fmt: skip
+
+
+def shares(total: int, parts: int) -> list[int]:
+    """Split `total` into `parts` near-equal whole shares."""
+    return [total // parts + (number < total % parts) for number in range(parts)]
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Start the worker processes, record them all over one window, merge what they measured."""
+    parts = max(1, math.ceil(args.clients / args.per_process))
+    waves = [max(1, share) for share in shares(args.wave, parts)]
+    pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "text": True}
+    # Each worker writes its delays to a file: a pipe lost lines of them beyond 64 KiB.
+    results = tempfile.mkdtemp(prefix="fanout-")
+    workers = [
+        subprocess.Popen(worker_argv(args, clients, wave, f"{results}/{number}.json"), **pipes)
+        for number, (clients, wave) in enumerate(
+            zip(shares(args.clients, parts), waves, strict=True)
+        )
+    ]
+    try:
+        joins = [json.loads(process.stdout.readline()) for process in workers]
+        print("RECORDING", flush=True)  # bench/fanout_scenario.py samples the server from here
+        started = time.perf_counter()
+        for process in workers:
+            process.stdin.write("record\n")
+            process.stdin.flush()
+        for process in workers:
+            process.stdout.readline()  # "done"
+        elapsed = time.perf_counter() - started
+        ends = [json.loads(Path(f"{results}/{number}.json").read_text()) for number in range(parts)]
+    finally:
+        for process in workers:
+            process.kill()
+            process.wait()
+        shutil.rmtree(results, ignore_errors=True)
+    return merge(args.clients, parts, joins, ends, elapsed)
+
+
+def merge(clients: int, parts: int, joins: list[dict], ends: list[dict], elapsed: float) -> dict:
+    """One row of every worker's figures: delays pooled, counts summed, CPU a share of a core."""
+    delays = [delay for end in ends for delay in end["delays"]]
+    failed: collections.Counter[str] = collections.Counter()
+    for end in ends:
+        failed.update(end["failed"])
+    connected = sum(end["joined"] for end in ends)  # and still connected when recording ended
+    # These processes share the cores with the server: their own load is part of every delay.
+    cpu = sum(end["cpu_s"] for end in ends) / elapsed
     return {
-        "clients": args.clients,
-        "connected": connected - failed,
-        "connect_s": round(joined, 2),
-        "ticks_received": tally.ticks,
-        "ticks_per_client": round(tally.ticks / max(1, connected - failed), 2),
-        "delay_p50_ms": round(statistics.median(tally.delays), 1) if tally.delays else None,
-        "delay_p99_ms": round(percentile(tally.delays, 0.99), 1) if tally.delays else None,
-        "gaps": tally.gaps,
-        "client_cpu_percent": round(client_cpu * 100, 1),
+        "clients": clients,
+        "connected": connected,
+        "failed": dict(failed),
+        "connect_s": round(max(join["connect_s"] for join in joins), 2),
+        "ticks_received": sum(end["ticks"] for end in ends),
+        "ticks_per_client": round(sum(end["ticks"] for end in ends) / max(1, connected), 2),
+        "delay_p50_ms": round(statistics.median(delays), 1) if delays else None,
+        "delay_p99_ms": round(percentile(delays, 0.99), 1) if delays else None,
+        "gaps": sum(end["gaps"] for end in ends),
+        "client_processes": parts,
+        "client_cpu_percent": round(cpu * 100, 1),
     }
 
 
-if __name__ == "__main__":
+def raise_fd_limit() -> int:
+    """Raise this process's file-descriptor limit to its hard limit; return the limit."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def arguments() -> argparse.Namespace:
+    fd_limit = raise_fd_limit()
     parser = argparse.ArgumentParser()
     parser.add_argument("url")
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--connect-timeout", type=float, default=90)
+    parser.add_argument("--wave", type=int, default=100, help="clients connecting per 50 ms")
+    parser.add_argument("--per-process", type=int, default=min(PER_PROCESS, fd_limit - SPARE_FDS))
     parser.add_argument("--sse", action="store_true")
+    parser.add_argument("--worker", metavar="RESULT_FILE", help=argparse.SUPPRESS)
     # Browsers offer permessage-deflate, and the servers accept it: so do these clients by default.
     parser.add_argument("--no-compression", dest="compression", action="store_const", const=None,
                         default="deflate", help="do not offer permessage-deflate")  # fmt: skip
-    args = parser.parse_args()
-    import resource
+    return parser.parse_args()
 
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+if __name__ == "__main__":
+    args = arguments()
+    if not args.worker:
+        print(json.dumps(run(args)), flush=True)
+        sys.exit(0)
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:
         pass
-    print(json.dumps(asyncio.run(main(args))), flush=True)
+    Path(args.worker).write_text(json.dumps(asyncio.run(worker(args))))
+    print("done", flush=True)

@@ -36,8 +36,20 @@ def fanout(world: World, server: str, url: str, clients: int, seconds: float, ss
     target = url if sse else url.replace("http://", "ws://", 1)
     argv = [sys.executable, str(BENCH_DIR / "fanout.py"), target, "--clients", str(clients),
             "--seconds", str(seconds), *(["--sse"] if sse else [])]  # fmt: skip
+    return measure(leader, argv)
+
+
+def measure(leader: int, argv: list[str]) -> dict:
+    """Run the load generator `argv`; add the CPU and memory of the server group `leader` leads.
+
+    CPU over the generator's recording window; memory at its end, and its growth from before the
+    clients connected, per 1,000 clients (memory a previous run freed is reused, so a second run
+    may grow less).
+    """
+    _, rss_before = group_usage(leader)
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
     try:
+        assert process.stdout is not None
         first = process.stdout.readline()
         cpu_before, _ = group_usage(leader)
         started = time.monotonic()
@@ -48,8 +60,12 @@ def fanout(world: World, server: str, url: str, clients: int, seconds: float, ss
     finally:
         dev_stop(process)
     result = json.loads(last)
-    result["server_cpu_percent"] = round((cpu_after - cpu_before) / elapsed * 100, 1)
+    cpu_percent = (cpu_after - cpu_before) / elapsed * 100
+    per_1000 = 1000 / max(1, result["connected"])
+    result["server_cpu_percent"] = round(cpu_percent, 1)
     result["server_rss_mb"] = round(rss / 2**20, 1)
+    result["server_cpu_percent_per_1000"] = round(cpu_percent * per_1000, 2)
+    result["server_mb_per_1000"] = round((rss - rss_before) / 2**20 * per_1000, 1)
     return result
 
 

@@ -43,6 +43,8 @@ CHANNEL = b"__redis__:invalidate"
 # How often the invalidation connection is checked (PING): a silent dead one is found this fast.
 PING_SECONDS = 1.0
 PING = pack(("PING",))
+# How long a write waits for its invalidations; past it, memory is emptied instead.
+SETTLE_SECONDS = 0.1
 RETRY_SECONDS = (0.05, 1.0)  # the first pause before listening again after a loss, and the most
 # What a kept item costs beyond its key and value: the dict slot, the record, the Entry object.
 OVERHEAD_BYTES = 200
@@ -175,9 +177,11 @@ class LocalCache:
         if not self.listening:
             return
         try:
-            await asyncio.gather(*(connection.send(PING) for connection in self.connections))
-        except RedisError as exc:
-            self.lose(f"the invalidation connection failed: {exc}")
+            # Bounded well below REDIS_TIMEOUT: a write must not wait on a node that died.
+            async with asyncio.timeout(SETTLE_SECONDS):
+                await asyncio.gather(*(connection.send(PING) for connection in self.connections))
+        except (RedisError, TimeoutError) as exc:
+            self.lose(f"the invalidation connection did not answer: {exc!r}")
 
     async def _listen(self) -> None:
         pause = RETRY_SECONDS[0]

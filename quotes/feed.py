@@ -14,7 +14,7 @@ import functools
 import json
 import logging
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal, TypedDict
 
 import redis
@@ -175,14 +175,19 @@ class TickHub:
     """
 
     def __init__(self) -> None:
-        self.queues: set[asyncio.Queue[str]] = set()
+        # Each client's queue, and what it offers a tick to first: a client that can send a tick
+        # at once takes it (True) without a queue's task waking up for it.
+        self.queues: dict[asyncio.Queue[str], Callable[[str], bool] | None] = {}
         self.listening: asyncio.Task[None] | None = None
         self.subscribed: asyncio.Future[None] | None = None
 
-    async def join(self) -> asyncio.Queue[str]:
-        """Return a queue that gets every tick (JSON) this process receives from now on."""
+    async def join(self, offer: Callable[[str], bool] | None = None) -> asyncio.Queue[str]:
+        """Return a queue that gets every tick (JSON) this process receives from now on.
+
+        With `offer`, each tick goes to it first, and to the queue only when it returns False.
+        """
         queue: asyncio.Queue[str] = asyncio.Queue()
-        self.queues.add(queue)
+        self.queues[queue] = offer
         try:
             try:
                 await self.subscription()
@@ -205,7 +210,7 @@ class TickHub:
 
     async def leave(self, queue: asyncio.Queue[str]) -> None:
         """Stop filling `queue`; unsubscribe when it was the last one."""
-        self.queues.discard(queue)
+        self.queues.pop(queue, None)
         if not self.queues and self.listening is not None:
             listening, self.listening, self.subscribed = self.listening, None, None
             listening.cancel()
@@ -220,8 +225,9 @@ class TickHub:
             subscribed.set_result(None)
             while True:
                 tick = published_tick(await layer.receive(channel))
-                for queue in self.queues:
-                    queue.put_nowait(tick)
+                for queue, offer in self.queues.items():  # offers never await: no client leaves
+                    if offer is None or not offer(tick):
+                        queue.put_nowait(tick)
         except Exception as error:
             if not subscribed.done():
                 subscribed.set_exception(error)  # the clients joining now fail with it
@@ -275,8 +281,11 @@ class Follower:
         self.cursor = since
         return [self._message(tick) for tick in ticks]
 
-    async def on_tick(self, text: str) -> list[FeedMessage]:
-        """Return the messages a published tick (JSON) makes for this client, missed ones first."""
+    def next_tick(self, text: str) -> list[TickMessage] | None:
+        """Return the messages a published tick (JSON) makes when it follows on; None after a gap.
+
+        The gap is for `on_tick` to fill from Redis.
+        """
         tick = decoded_tick(text)
         if self.cursor is None or tick["seq"] <= self.cursor:
             return []  # not following yet, or already sent (a replay overtook it)
@@ -284,11 +293,18 @@ class Follower:
             self.cursor = tick["seq"]  # nothing to miss: no symbols, no messages
             return []
         if tick["seq"] > self.cursor + 1:
-            missed = await ticks_after(self.cursor, tick["seq"] - 1)
-            if missed is None:
-                return [await self.reset()]
-        else:
-            missed = []
+            return None
+        return [self._message(text)]
+
+    async def on_tick(self, text: str) -> list[FeedMessage]:
+        """Return the messages a published tick (JSON) makes for this client, missed ones first."""
+        following = self.next_tick(text)
+        if following is not None:
+            return list(following)
+        assert self.cursor is not None  # next_tick returns None only when following
+        missed = await ticks_after(self.cursor, decoded_tick(text)["seq"] - 1)
+        if missed is None:
+            return [await self.reset()]
         return [self._message(each) for each in [*missed, text]]
 
     async def reset(self) -> Snapshot:

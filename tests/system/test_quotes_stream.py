@@ -1,4 +1,4 @@
-"""Live quotes end to end: a real daphne, Celery worker and beat on the test Redis and database."""
+"""Live quotes end to end: daphne, then uvicorn, a Celery worker and beat on the test Redis."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,9 @@ from websockets.asyncio.client import connect
 from quotes import keys
 from tests import support
 from tests.quotes.sse_client import read_events
+
+sys.path.insert(0, str(support.BASE_DIR / "scripts"))
+import dev  # scripts/dev.py: how `make run` starts each server
 
 pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]
 
@@ -49,9 +53,18 @@ def start(argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.Po
         )
 
 
-@pytest.fixture(scope="module")
-def stack(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[Stack]:
-    """daphne, one Celery worker and one beat, ticking every second into an empty test Redis."""
+def start_server(server: str, port: int, env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    """daphne as the suite runs it; uvicorn as `make run` does, one process."""
+    if server == "daphne":
+        return support.start_daphne(port, env, log_path)
+    return start(dev.server_argv(server, "127.0.0.1", port, workers=1), env, log_path)
+
+
+# uvicorn writes each tick's frame straight to the connection (quotes.consumers.DirectFrames);
+# daphne gets it through ASGI's send. Every test here runs against both.
+@pytest.fixture(scope="module", params=["daphne", "uvicorn"])
+def stack(request, django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[Stack]:
+    """The server, one Celery worker and one beat, ticking every second into an empty test Redis."""
     from django.db import connection
 
     client = redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
@@ -65,7 +78,7 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[Stac
     celery = [str(support.BIN_DIR / "celery"), "-A", "config.celery:app"]
     port = support.free_port()
     processes = [
-        support.start_daphne(port, env, logs / "daphne.log"),
+        start_server(request.param, port, env, logs / f"{request.param}.log"),
         start([*celery, "worker", "--loglevel", "WARNING", "--concurrency", "2",
                "--without-gossip", "--without-mingle", "--without-heartbeat"],
               env, logs / "worker.log"),
@@ -80,7 +93,7 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[Stac
                 and int(client.hget(keys.meta(), "seq") or 0) > 0
             ),
             timeout=30,
-            what="daphne to answer and the first tick",
+            what=f"{request.param} to answer and the first tick",
         )
         yield Stack(base_url, f"ws://127.0.0.1:{port}", client)
     finally:
