@@ -11,8 +11,10 @@ DEFAULTS = {
     "MAX_TITLE_LENGTH": 200,
     # Seconds a finished Idempotency-Key is remembered (its response replayed).
     "IDEMPOTENCY_TTL": 24 * 3600,
-    # Seconds an in-flight Idempotency-Key stays claimed if its request dies before finishing.
-    "IDEMPOTENCY_LOCK_TTL": 60,
+    # Seconds an in-flight Idempotency-Key stays claimed if its request cannot give it back (died,
+    # or lost its Redis node): well past the slowest create (3 x REDIS_TIMEOUT), and short, as a
+    # retry is told 409 until then. A request still running past it cannot complete the claim.
+    "IDEMPOTENCY_LOCK_TTL": 10,
     "MAX_FOLLOWED_CATEGORIES": 50,
     "FEED_PRODUCTS": 10,
     # Logout also denies the access token (a Redis lookup on every authenticated request).

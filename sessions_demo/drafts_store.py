@@ -12,9 +12,11 @@ from config.redis_wiring import app_client, replicated_script
 from sessions_demo import keys
 from sessions_demo.conf import sessions_setting
 
-# KEYS[1] the user's drafts; KEYS[2], when given, the Idempotency-Key record to complete with them.
-# ARGV: draft id, draft JSON, max drafts, TTL, idempotency record, its TTL.
+# KEYS[1] the user's drafts; KEYS[2], when given, the Idempotency-Key record to complete with them,
+# only while it still holds this request's claim (ARGV[7]). ARGV: draft id, draft JSON, max drafts,
+# TTL, idempotency record, its TTL, the claim. Returns 1 stored, 0 too many drafts, -1 claim lost.
 CREATE = """
+if KEYS[2] and redis.call('GET', KEYS[2]) ~= ARGV[7] then return -1 end
 if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
@@ -68,18 +70,27 @@ def get_all(user_id: str) -> list[dict[str, Any]]:
     return [json.loads(raw) for raw in raw_drafts.values()]
 
 
-def create(
-    user_id: str, draft: dict[str, Any], *, idempotency_key: str = "", idempotency_record: str = ""
-) -> bool:
-    """Store a new draft unless the user has MAX_DRAFTS already; return whether it was stored.
+CreateOutcome = Literal["stored", "full", "claim_lost"]
+CREATE_OUTCOMES: dict[int, CreateOutcome] = {1: "stored", 0: "full", -1: "claim_lost"}
 
-    With an idempotency key, its finished record is written in the same atomic step.
+
+def create(
+    user_id: str,
+    draft: dict[str, Any],
+    *,
+    idempotency_key: str = "",
+    idempotency_claim: str = "",
+    idempotency_record: str = "",
+) -> CreateOutcome:
+    """Store a new draft unless the user has MAX_DRAFTS already.
+
+    With an idempotency key, its finished record replaces `idempotency_claim` in the same atomic
+    step, and nothing is stored if the key no longer holds that claim.
     """
     script_keys = [keys.drafts(user_id), *([idempotency_key] if idempotency_key else [])]
     args: list[str | int] = [draft["id"], json.dumps(draft), sessions_setting("MAX_DRAFTS"), _ttl()]
-    args += [idempotency_record, sessions_setting("IDEMPOTENCY_TTL")]
-    stored: int = replicated_script(CREATE, script_keys, args)
-    return stored == 1
+    args += [idempotency_record, sessions_setting("IDEMPOTENCY_TTL"), idempotency_claim]
+    return CREATE_OUTCOMES[replicated_script(CREATE, script_keys, args)]
 
 
 def _compare_and_set(user_id: str, draft_id: str, expected_version: int, new_json: str) -> Outcome:

@@ -2,12 +2,18 @@
 
 The first request claims the key (one atomic SET NX); a retry meanwhile gets 409, a retry after
 it gets the stored response, and the same key with another body gets 422. Keys are per user.
+
+A claim carries a random token, and the write that completes it checks the token first: a claim
+whose request could not give it back (its Redis node died mid-request) lapses after the short
+IDEMPOTENCY_LOCK_TTL, and should its request still be running then, its write is refused rather
+than done a second time beside the retry that took the key over.
 """
 
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from django.conf import settings
@@ -29,10 +35,13 @@ class Claim:
 
     redis_key: str
     fingerprint: str
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def in_flight(self) -> str:
-        """Return the record that holds the key while the request runs."""
-        return json.dumps({"state": "in_flight", "fingerprint": self.fingerprint})
+        """Return the record that holds the key while the request runs (this claim's own)."""
+        return json.dumps(
+            {"state": "in_flight", "fingerprint": self.fingerprint, "claim": self.token}
+        )
 
     def finished(self, *, status: int, body: dict[str, Any]) -> str:
         """Return the record that replaces the claim once the request has succeeded."""
@@ -57,17 +66,21 @@ def claim(
     if not _VALID_KEY.match(key):
         raise exceptions.ValidationError({HEADER: ["Must be 1 to 255 visible ASCII characters."]})
     redis_key = keys.idempotency(user_id, hashlib.sha256(key.encode()).hexdigest())
-    in_flight = Claim(redis_key, request_fingerprint).in_flight()
+    held = Claim(redis_key, request_fingerprint)
     # SET NX GET (Redis 7+): claim the key, or read who holds it, in one atomic command. GET makes
     # the reply the old value: a str (the apps' client decodes), or None when the key was free.
     previous = cast(
         str | None,
         app_client().set(
-            redis_key, in_flight, nx=True, get=True, ex=sessions_setting("IDEMPOTENCY_LOCK_TTL")
+            redis_key,
+            held.in_flight(),
+            nx=True,
+            get=True,
+            ex=sessions_setting("IDEMPOTENCY_LOCK_TTL"),
         ),
     )
     if previous is None:
-        return Claim(redis_key, request_fingerprint), None
+        return held, None
     record = json.loads(previous)
     if record["fingerprint"] != request_fingerprint:
         raise IdempotencyKeyReused()

@@ -21,6 +21,7 @@ from sessions_demo.conf import sessions_setting
 from sessions_demo.exceptions import (
     ConcurrentUpdate,
     DraftTooLarge,
+    IdempotencyInFlight,
     PreconditionFailed,
     TooManyDrafts,
 )
@@ -97,13 +98,16 @@ def draft_create(
         "updated_at": now,
     }
     _check_size(draft)
-    created = drafts_store.create(
+    outcome = drafts_store.create(
         user_id,
         draft,
         idempotency_key=claim.redis_key if claim else "",
+        idempotency_claim=claim.in_flight() if claim else "",
         idempotency_record=claim.finished(status=201, body=draft) if claim else "",
     )
-    if not created:
+    if outcome == "claim_lost":  # it lapsed, and a retry holds the key now
+        raise IdempotencyInFlight()
+    if outcome == "full":
         limit = sessions_setting("MAX_DRAFTS")
         raise TooManyDrafts(f"You have {limit} drafts, the most allowed; delete one first.")
     return draft

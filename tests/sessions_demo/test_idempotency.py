@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import threading
 
-from sessions_demo import idempotency, keys
+import pytest
+import redis
+
+from config.redis_wiring import app_client
+from sessions_demo import idempotency, keys, selectors
+from sessions_demo.exceptions import IdempotencyInFlight
 
 DRAFTS = "/api/v1/drafts/"
 
@@ -80,6 +85,43 @@ def test_a_retry_while_the_first_request_is_in_flight_is_a_409(asgi, as_alice, a
         "code": "idempotency_in_flight",
     }
     assert asgi.get(DRAFTS, headers=as_alice).json() == []
+
+
+def test_a_claim_its_request_could_not_give_back_lapses_after_the_lock_ttl(
+    asgi, as_alice, alice, redis_client, monkeypatch
+):
+    from sessions_demo import drafts_store
+
+    def node_lost(*args, **kwargs):
+        raise redis.ConnectionError("Redis closed the connection")
+
+    # The create and the release both fail: the node holding the key died mid-request.
+    monkeypatch.setattr(drafts_store, "create", node_lost)
+    monkeypatch.setattr(idempotency, "release", node_lost)
+    failed = post(asgi, as_alice, "orphan")
+    monkeypatch.undo()
+    (key,) = redis_client.keys(keys.idempotency(str(alice.pk), "*"))
+
+    assert failed.status_code == 503
+    assert post(asgi, as_alice, "orphan").status_code == 409
+    assert 0 < redis_client.ttl(key) <= 10  # IDEMPOTENCY_LOCK_TTL, then a retry runs again
+
+
+def test_a_request_whose_claim_lapsed_and_was_taken_over_stores_nothing(alice):
+    from sessions_demo import services
+
+    user_id = str(alice.pk)
+    fingerprint = idempotency.fingerprint("POST", DRAFTS, {"title": "Slow"})
+    slow, _ = idempotency.claim(user_id=user_id, key="slow", request_fingerprint=fingerprint)
+    assert slow is not None
+    app_client().delete(slow.redis_key)  # the lock TTL ran out while the request was running
+    retry, _ = idempotency.claim(user_id=user_id, key="slow", request_fingerprint=fingerprint)
+
+    with pytest.raises(IdempotencyInFlight):
+        services.draft_create(user_id=user_id, claim=slow, title="Slow", body="")
+    created = services.draft_create(user_id=user_id, claim=retry, title="Slow", body="")
+
+    assert [d["id"] for d in selectors.draft_list(user_id=user_id)] == [created["id"]]
 
 
 def test_concurrent_duplicates_create_one_draft(asgi, as_alice):

@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import httpx
 import pytest
@@ -124,6 +124,7 @@ class Sent:
     status: int  # 0: no answer at all (a transport error)
     code: str | None  # the body's `code` (an error's), or the transport error's name
     draft_id: str | None = None  # a write's, once acknowledged (201)
+    after_failure: bool = False  # a retry of an Idempotency-Key whose last attempt failed
 
     @property
     def ended(self) -> float:
@@ -187,11 +188,11 @@ def load_as(
             key = f"{user}-{uuid.uuid4()}"
             headers = {**auth, "Idempotency-Key": key}
             keys[key] = None
+            attempt = None
             while keys[key] is None and time.monotonic() < until + WRITES_BACK_WITHIN_SECONDS:
-                write = load.add(
-                    send(http, "write", "POST", "/api/v1/drafts/",
-                         json={"title": f"{user} {round_number}"}, headers=headers)
-                )  # fmt: skip
+                write = send(http, "write", "POST", "/api/v1/drafts/",
+                             json={"title": f"{user} {round_number}"}, headers=headers)  # fmt: skip
+                attempt = load.add(replace(write, after_failure=attempt is not None))
                 keys[key] = write.draft_id
                 if keys[key] is None:
                     time.sleep(RETRY_PAUSE_SECONDS)  # pacing the retries
@@ -212,9 +213,13 @@ NGINX_FAILURES_ALLOWED = 3
 
 
 def failed_as_expected(sent: Sent, killed_at: float) -> bool:
-    """A JSON 503 of ours, or nginx's 502/504 after the kill (its upstream connection dropped)."""
-    return (sent.status, sent.code) == (503, "service_unavailable") or (
-        sent.status in (502, 504) and sent.code is None and sent.ended >= killed_at
+    """A JSON 503 of ours, nginx's 502/504 after the kill (its upstream connection dropped), or a
+    retry's 409 while the claim of an attempt that failed at the kill lapses: that attempt could
+    not give its key back (IDEMPOTENCY_LOCK_TTL), and cannot complete it either."""
+    return (
+        (sent.status, sent.code) == (503, "service_unavailable")
+        or (sent.status in (502, 504) and sent.code is None and sent.ended >= killed_at)
+        or (sent.after_failure and (sent.status, sent.code) == (409, "idempotency_in_flight"))
     )
 
 
