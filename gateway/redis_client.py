@@ -579,7 +579,14 @@ class PipelinedRedisCluster(PipelinedRedis):
         self, address: Address, make: Callable[[], RespConnection]
     ) -> RespConnection:
         """Open a connection of its own to one node, set up, of `make`'s class."""
-        return await self._open_node(address, make)
+        try:
+            return await self._open_node(address, make)
+        except RedisError:
+            # Down, as _route's: its replica may be taking its slots over. The next caller of
+            # primaries() asks the cluster, not the map that named it (which nothing else might
+            # correct, with no command to its slots).
+            self.slots = None
+            raise
 
     def _lost(self, connection: _NodeConnection) -> None:
         if self.nodes.get(connection.address) is connection:

@@ -2,17 +2,20 @@
 
 One cluster (3 primaries, 3 replicas: scripts/redis_topology.py) for the module, on free loopback
 ports, stopped by PID when the module ends. Each test works in slots of its own (its keys carry a
-prefix of its own); the failover test, which leaves one primary dead, runs last.
+prefix of its own). The in-process cache's failover test starts the node it kills again and waits
+for the cluster to be whole; the client's failover test, which leaves one primary dead, runs last.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
+import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,9 +24,12 @@ import redis
 import redis.cluster
 from redis.exceptions import ClusterCrossSlotError, ConnectionError, ResponseError
 
-from gateway import redis_client
+from gateway import keys, purge, redis_client
+from gateway.local_cache import LocalCache
 from gateway.redis_client import PipelinedRedis, PipelinedRedisCluster, Script, command_slot
+from gateway.response_cache import Entry, ResponseCache, variant_key
 from tests import support
+from tests.gateway.local_cache_support import get, listening_cache, lookups_on, until, until_text
 from tests.missing_tools import missing_tool
 
 sys.path.insert(0, str(support.BASE_DIR / "scripts"))
@@ -375,6 +381,168 @@ async def test_the_target_s_password_authenticates_every_node_connection(
     finally:
         client.close()
         wrong.close()
+
+
+# --- the in-process response cache: one invalidation connection per primary ----------------------
+
+
+@pytest_asyncio.fixture
+async def memory(topology, settings) -> AsyncIterator[LocalCache]:
+    """This loop's in-process cache, once it listens to every primary of the cluster."""
+    async with listening_cache(settings, topology.url) as memory:
+        yield memory
+
+
+@pytest.fixture
+def response_cache(origin) -> ResponseCache:
+    return ResponseCache(origin)
+
+
+def paths_on_every_primary(cluster: redis.cluster.RedisCluster, prefix: str) -> dict[int, str]:
+    """Return a URL path for each primary, by port: one whose cache keys that primary serves."""
+    found: dict[int, str] = {}
+    n = 0
+    while len(found) < len(primaries(cluster)):
+        path = f"/{prefix}/{n}"
+        found.setdefault(owner(cluster, keys.cache_vary(path)), path)  # a URL's keys: one slot
+        n += 1
+    return dict(sorted(found.items()))
+
+
+async def read_into_memory(app: ResponseCache, memory: LocalCache, paths: dict[int, str]) -> None:
+    """Read each path's entry from its primary into memory; check that the next read is from it."""
+    for path in paths.values():
+        await get(app, path)  # MISS: stored on the path's primary (unless it was already)
+        await get(app, path)  # HIT from that primary: kept in memory (unless it was already)
+    before = {port: lookups_on(port) for port in paths}
+    writes = count_writes(memory.client)
+
+    hits = [await get(app, path) for path in paths.values()]
+
+    assert [hit.headers["x-cache"] for hit in hits] == ["HIT"] * len(paths)
+    assert {port: lookups_on(port) for port in paths} == before  # no LOOKUP on any node
+    assert writes == {}  # and not a byte to any node
+
+
+def newer_entry(body: str) -> Entry:
+    """An entry as another instance stores it for a path (no Vary), fresh for a minute."""
+    headers = [(b"cache-control", b"public, s-maxage=60")]
+    return Entry(200, headers, body.encode(), time.time(), 0, 60, 0, 0, False)
+
+
+def store_elsewhere(port: int, path: str, body: str) -> None:
+    """Store a new version of `path`'s entry on the node of `port`, as another instance would."""
+    on_node(port, "SET", variant_key(path, [], []), newer_entry(body).pack(), "EX", 60)
+
+
+def replicated(port: int, path: str) -> None:
+    """Return once the replica of `port` has every write the node took (in `path`'s slot too)."""
+    client = redis.Redis(HOST, port, socket_timeout=2, single_connection_client=True)
+    try:
+        # WAIT counts the replicas that have this connection's last write, and so all before it.
+        client.set(f"replicated:{{{keys.url_hash(path)}}}", 1)
+        assert client.wait(1, 2000) == 1
+    finally:
+        client.close()
+
+
+def restart_node(topology: redis_topology.ClusterTopology, port: int) -> None:
+    """Start the killed node of `port` again: it keeps its nodes.conf and rejoins as a replica."""
+    old = dict(topology.nodes)[port]
+    process = topology.processes.start(f"redis cluster node {HOST}:{port}", list(old.args),
+                                       dict(os.environ))  # fmt: skip
+    topology.nodes = [(p, process if p == port else n) for p, n in topology.nodes]
+
+
+@pytest.mark.asyncio
+async def test_an_entry_of_each_primary_is_read_from_memory_until_another_instance_stores_anew(
+    memory, response_cache, origin, cluster, prefix
+):
+    # Given an entry whose keys each primary serves, read into this process's memory
+    paths = paths_on_every_primary(cluster, prefix)
+    assert len(paths) == 3
+    await read_into_memory(response_cache, memory, paths)
+    before = {port: lookups_on(port) for port in paths}
+
+    # When another instance stores a new version of each, on its primary
+    for port, path in paths.items():
+        store_elsewhere(port, path, f"stored on {port}")
+
+    # Then each one's next read is the new version, from its primary (one LOOKUP), kept again
+    after = {port: await until_text(response_cache, path, f"stored on {port}")
+             for port, path in paths.items()}  # fmt: skip
+    assert {port: answer.headers["x-cache"] for port, answer in after.items()} == dict.fromkeys(
+        paths, "HIT"
+    )
+    assert {port: lookups_on(port) for port in paths} == {port: before[port] + 1 for port in paths}
+    again = [await get(response_cache, path) for path in paths.values()]
+    assert [answer.text for answer in again] == [f"stored on {port}" for port in paths]
+    assert {port: lookups_on(port) for port in paths} == {port: before[port] + 1 for port in paths}
+    assert len(origin.calls) == 3
+
+
+@pytest.mark.asyncio
+async def test_a_purge_by_tag_from_another_instance_drops_the_entry_of_each_primary_from_memory(
+    memory, response_cache, origin, cluster, prefix
+):
+    # Given entries of one Cache-Tag on the three primaries, read into this process's memory
+    tag = f"{prefix}-product"
+    origin.headers = {"cache-control": "public, s-maxage=60", "cache-tag": tag}
+    paths = paths_on_every_primary(cluster, prefix)
+    await read_into_memory(response_cache, memory, paths)
+    origin.body = b"after the purge"
+
+    # When another instance purges the tag (a catalog save in its Django)
+    assert purge.tags([tag]) == 3
+
+    # Then each one's next read goes to the origin, through its primary
+    after = [await until_text(response_cache, path, "after the purge") for path in paths.values()]
+    assert [answer.headers["x-cache"] for answer in after] == ["MISS"] * 3
+    assert len(origin.calls) == 6
+
+
+@pytest.mark.asyncio
+async def test_a_failover_empties_memory_and_the_promoted_primary_s_changes_are_heard(
+    topology, memory, response_cache, origin, cluster, prefix
+):
+    # Given an entry of each primary's in memory, and the first primary's replica with its keys
+    paths = paths_on_every_primary(cluster, prefix)
+    await read_into_memory(response_cache, memory, paths)
+    victim = next(iter(paths))
+    slot = command_slot(("GET", keys.cache_vary(paths[victim])))
+    replicated(victim, paths[victim])
+    try:
+        # When that primary is SIGKILLed and its replica takes its slots over
+        old = await asyncio.to_thread(topology.kill_primary_of_slot, slot)
+        await until(lambda: not memory.kept, "memory to be emptied")  # at the loss, at once
+        new, _ = await asyncio.to_thread(topology.wait_for_slot_owner_change, slot, old, 15)
+        now = {(new if port == old else port): path for port, path in paths.items()}
+        before = {port: lookups_on(port) for port in now}
+
+        # Then, listening again (no command of this process sent to the slot since the kill),
+        # it reads each entry from its primary once more, the promoted one's too
+        await until(lambda: memory.listening, "listening to the new primaries", timeout=10)
+        first = [await get(response_cache, path) for path in now.values()]
+        assert [answer.headers["x-cache"] for answer in first] == ["HIT"] * 3
+        assert {port: lookups_on(port) for port in now} == {port: before[port] + 1 for port in now}
+        # and a change on each primary afterwards, the promoted one's too, is heard
+        await read_into_memory(response_cache, memory, now)
+        for port, path in now.items():
+            store_elsewhere(port, path, f"stored on {port} after the failover")
+        after = [await until_text(response_cache, path, f"stored on {port} after the failover")
+                 for port, path in now.items()]  # fmt: skip
+        assert [answer.headers["x-cache"] for answer in after] == ["HIT"] * 3
+        assert old == victim and len(origin.calls) == 3
+    finally:
+        if victim not in topology.live_ports():
+            restart_node(topology, victim)
+        ports = [port for port, _ in topology.nodes]
+        await asyncio.to_thread(
+            support.wait_for,
+            lambda: redis_topology.cluster_ready(ports, 3, 1),
+            timeout=30,
+            what="the Redis Cluster to be whole again",
+        )
 
 
 @pytest.mark.asyncio
