@@ -2,6 +2,7 @@
 """`make bench`: each path's throughput and latency beside nginx serving the same bytes, as ratios.
 
     .venv/bin/python bench/run.py [--rounds 3] [--seconds 3] [--quick] [--no-fanout]
+                                  [--purge-rounds 200]
                                   [--redis server|sentinel|cluster]
 
 Everything runs on this machine over loopback, in a temporary directory: a private Redis, a
@@ -16,9 +17,9 @@ single server and, that world stopped, on a private Sentinel-managed primary or 
 (the `topology` group, which it adds to --only): a table of both and their ratio.
 
 This file parses the arguments and runs the scenarios in order; each lives in a file of its own:
-world.py (the processes and data), http_scenarios.py (core, extra, hot), zipf.py, fanout_scenario.py
-(driving fanout.py), topology_scenario.py (--redis), measure.py (wrk, the Redis counters) and
-report.py (tables, goals, results).
+world.py (the processes and data), http_scenarios.py (core, extra, hot), zipf.py,
+purge_scenario.py, fanout_scenario.py (driving fanout.py), topology_scenario.py (--redis),
+measure.py (wrk, the Redis counters) and report.py (tables, goals, results).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from bench.http_scenarios import (
     hot_paths,
     measure_extra,
 )
+from bench.purge_scenario import purge_latency
 from bench.report import RESULTS_DIR, goals, write_results
 from bench.topology_scenario import compare_topology
 from bench.world import (
@@ -76,9 +78,12 @@ def main() -> int:
     )  # fmt: skip
     parser.add_argument("--fanout-rounds", type=int, default=1, help="repeat each fan-out run")
     parser.add_argument(
-        "--only", default="core,extra,zipf,fanout",
-        help="scenarios, comma-separated: core, extra, zipf, fanout; or hot (HIT and 304 beside "
-        "nginx on the first of --servers, for a quick before/after); topology (--redis's "
+        "--purge-rounds", type=int, default=200, help="purges of each kind (--quick 100)"
+    )
+    parser.add_argument(
+        "--only", default="core,extra,zipf,purge,fanout",
+        help="scenarios, comma-separated: core, extra, zipf, purge, fanout; or hot (HIT and 304 "
+        "beside nginx on the first of --servers, for a quick before/after); topology (--redis's "
         "comparison alone)",
     )  # fmt: skip
     parser.add_argument(
@@ -88,7 +93,7 @@ def main() -> int:
     )  # fmt: skip
     args = parser.parse_args()
     if args.quick:
-        args.rounds, args.seconds, args.zipf_seconds = 1, 2, 10
+        args.rounds, args.seconds, args.zipf_seconds, args.purge_rounds = 1, 2, 10, 100
     servers = args.servers.split(",")
     only = set(args.only.split(","))
     if args.no_fanout:
@@ -167,6 +172,9 @@ def measure_single_server(
     if "zipf" in only:
         say("zipf workload")
         results["zipf"] = zipf_workload(bench, main_server, args.zipf_seconds)
+    if "purge" in only:
+        say(f"purge latency: {args.purge_rounds} rounds of each kind, two instances")
+        results["purge"] = purge_latency(world, main_server, urls[main_server], args.purge_rounds)
     if "fanout" in only:
         default_sizes = "100,1000,sse:1000" if args.quick else "100,1000,5000,sse:1000"
         results["fanout"] = fanout_runs(
