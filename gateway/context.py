@@ -10,6 +10,9 @@ from gateway.http import ASGIApp, Headers, Message, Receive, Scope, Send
 from gateway.metrics import STATS_KEY, RequestStats, buffer
 
 REQUEST_ID_HEADER = b"x-request-id"
+# Headers the layers inside give every HTTP response (the throttle's RateLimit): RequestContext
+# adds them with the request id, so one `send` is wrapped rather than one per layer.
+RESPONSE_HEADERS_KEY = "gateway_response_headers"
 # Echo a caller's id only when it is safe to put in a log line and a header.
 _VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -46,7 +49,8 @@ class RequestContext:
         request_id, headers = split_request_id(scope["headers"])
         headers.append((REQUEST_ID_HEADER, request_id))
         stats = RequestStats()
-        scope = {**scope, "headers": headers, STATS_KEY: stats}
+        added: Headers = []
+        scope = {**scope, "headers": headers, STATS_KEY: stats, RESPONSE_HEADERS_KEY: added}
         status = 500  # what the client sees if the app fails before it starts a response
 
         async def send_with_request_id(event: Message) -> None:
@@ -56,6 +60,7 @@ class RequestContext:
                 response_headers = [
                     (k, v) for k, v in event.get("headers", []) if k.lower() != REQUEST_ID_HEADER
                 ]
+                response_headers += added
                 response_headers.append((REQUEST_ID_HEADER, request_id))
                 event = {**event, "headers": response_headers}
             await send(event)

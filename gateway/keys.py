@@ -6,12 +6,20 @@ Redis Cluster.
 
 import functools
 import hashlib
+from typing import Any
 
 from django.conf import settings
 
 
+@functools.cache  # read on every request; `settings` is a LazySettings, ~0.3 µs a read
 def _prefix() -> str:
     return f"{settings.REDIS_KEY_PREFIX}:gw"
+
+
+def reset(**kwargs: Any) -> None:
+    """Forget the prefix, so that a changed REDIS_KEY_PREFIX takes effect (tests)."""
+    if kwargs.get("setting", "REDIS_KEY_PREFIX") == "REDIS_KEY_PREFIX":
+        _prefix.cache_clear()
 
 
 @functools.lru_cache(maxsize=4096)

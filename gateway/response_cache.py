@@ -125,6 +125,14 @@ class Entry:
     stale_while_revalidate: int
     stale_if_error: int
     never_stale: bool  # must-revalidate, proxy-revalidate or no-cache: validated once stale
+    # What a conditional request is answered from, found once: an entry serves many requests.
+    etag: bytes | None = field(init=False, compare=False)
+    last_modified: bytes | None = field(init=False, compare=False)
+    not_modified_headers: Headers = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.etag, self.last_modified = response_validators(self.headers)
+        self.not_modified_headers = not_modified_headers(self.headers)
 
     def age(self, now: float) -> int:
         return max(0, int(now - self.stored_at)) + self.initial_age
@@ -238,10 +246,28 @@ def _weak(tag: str) -> str:
     return tag.removeprefix("W/")  # If-None-Match compares entity tags weakly (RFC 9110 13.1.2)
 
 
-def client_has_it(request_headers: Headers, response_headers: Headers) -> bool:
-    """Return whether the client's conditional headers match the response (RFC 9110 13.2.2)."""
-    if_none_match = header(request_headers, b"if-none-match")
+def response_validators(response_headers: Headers) -> tuple[bytes | None, bytes | None]:
+    """Return a response's ETag and Last-Modified, for client_has_it."""
     etag = header(response_headers, b"etag")
+    # RFC 9111 4.3.2: without a Last-Modified, the response's Date stands for it.
+    last_modified = header(response_headers, b"last-modified") or header(response_headers, b"date")
+    return etag, last_modified
+
+
+def not_modified_headers(response_headers: Headers) -> Headers:
+    """Return what a 304 keeps of a response's headers: its metadata, then Age and X-Cache."""
+    kept = [(name, value) for name, value in response_headers if name in NOT_MODIFIED_HEADERS]
+    return kept + [
+        (name, value) for name, value in response_headers if name in (b"age", b"x-cache")
+    ]
+
+
+def client_has_it(
+    request_headers: Headers, etag: bytes | None, last_modified: bytes | None
+) -> bool:
+    """Return whether the client's conditional headers match a response's validators
+    (RFC 9110 13.2.2): its ETag, its Last-Modified (or Date; see `response_validators`)."""
+    if_none_match = header(request_headers, b"if-none-match")
     if if_none_match is not None:
         if etag is None:
             return False
@@ -250,8 +276,6 @@ def client_has_it(request_headers: Headers, response_headers: Headers) -> bool:
         tags = parse_etags(if_none_match.decode("latin-1"))
         return "*" in tags or _weak(etag.decode("latin-1")) in {_weak(tag) for tag in tags}
     if_modified_since = header(request_headers, b"if-modified-since")
-    # RFC 9111 4.3.2: without a Last-Modified, the response's Date stands for it.
-    last_modified = header(response_headers, b"last-modified") or header(response_headers, b"date")
     if if_modified_since is None or last_modified is None:
         return False
     since = parse_http_date_safe(if_modified_since.decode("latin-1"))
@@ -263,12 +287,18 @@ async def send_response(
     send: Send, scope: Scope, status: int, headers: Headers, body: bytes
 ) -> None:
     """Send a whole response: a 304 when the client's copy is current, no body for HEAD."""
-    if status == 200 and client_has_it(scope["headers"], headers):
-        kept = [(name, value) for name, value in headers if name in NOT_MODIFIED_HEADERS]
-        extra = [(name, value) for name, value in headers if name in (b"age", b"x-cache")]
-        await send({"type": "http.response.start", "status": 304, "headers": [*kept, *extra]})
-        await send({"type": "http.response.body", "body": b""})
-        return
+    if status == 200 and client_has_it(scope["headers"], *response_validators(headers)):
+        await send_not_modified(send, not_modified_headers(headers))
+    else:
+        await send_whole(send, scope, status, headers, body)
+
+
+async def send_not_modified(send: Send, headers: Headers) -> None:
+    await send({"type": "http.response.start", "status": 304, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def send_whole(send: Send, scope: Scope, status: int, headers: Headers, body: bytes) -> None:
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
 
@@ -409,8 +439,12 @@ class ResponseCache:
         return f"{scope['path']}?{query}" if query else scope["path"]
 
     async def _serve(self, send: Send, scope: Scope, entry: Entry, age: int, outcome: str) -> None:
-        headers = [*entry.headers, (b"age", str(age).encode()), (b"x-cache", outcome.encode())]
-        await send_response(send, scope, entry.status, headers, entry.body)
+        """send_response for a stored entry, from what it keeps for a 304."""
+        added = [(b"age", str(age).encode()), (b"x-cache", outcome.encode())]
+        if entry.status == 200 and client_has_it(scope["headers"], entry.etag, entry.last_modified):
+            await send_not_modified(send, [*entry.not_modified_headers, *added])
+        else:
+            await send_whole(send, scope, entry.status, [*entry.headers, *added], entry.body)
 
     @staticmethod
     def _labelled(send: Send, outcome: str) -> Send:
@@ -472,7 +506,9 @@ class ResponseCache:
                 if send is None:
                     return
                 headers = [*captured.headers, (b"x-cache", b"MISS")]
-                not_modified = captured.status == 200 and client_has_it(scope["headers"], headers)
+                not_modified = captured.status == 200 and client_has_it(
+                    scope["headers"], *response_validators(headers)
+                )
                 if not_modified:
                     kept = [
                         (k, v) for k, v in headers if k in NOT_MODIFIED_HEADERS or k == b"x-cache"

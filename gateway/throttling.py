@@ -8,19 +8,18 @@ that checks and updates every policy a request falls under, on Redis's own clock
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import logging
 import math
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 
 from gateway import keys
 from gateway.auth import CLAIMS_KEY
 from gateway.conf import Rate, gateway_setting
-from gateway.http import ASGIApp, Message, Receive, Scope, Send, header, send_json
+from gateway.context import RESPONSE_HEADERS_KEY
+from gateway.http import ASGIApp, Receive, Scope, Send, header, send_json
 from gateway.metrics import recorder
 from gateway.redis_client import Script
 
@@ -64,19 +63,18 @@ return result
 RUN_GCRA = Script(GCRA)
 
 
-@dataclass(frozen=True)
-class Policy:
+# NamedTuples: a frozen dataclass's __init__ costs ~0.3 µs more, and one or two are made a request.
+class Policy(NamedTuple):
     name: str
     identity: str
     rate: Rate
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     admitted: bool
     retry_after: int  # seconds
     headers: list[tuple[bytes, bytes]]
-    exhausted: str | None  # the first policy with nothing left
+    exhausted: str | None  # on a refusal, the first policy with nothing left
 
 
 class BadForwardedFor(Exception):
@@ -121,21 +119,15 @@ def policies_for(scope: Scope, ip: str) -> list[Policy]:
     return policies
 
 
-@functools.lru_cache(maxsize=64)
-def policy_header(rates: tuple[tuple[str, Rate], ...]) -> bytes:
-    """Return the RateLimit-Policy value of (policy name, rate) pairs: the same for everyone."""
-    return ", ".join(f'"{name}";q={rate.limit};w={rate.period}' for name, rate in rates).encode()
-
-
 def rate_limit_headers(policies: list[Policy], counts: list[int]) -> list[tuple[bytes, bytes]]:
     """Return RateLimit-Policy and RateLimit (IETF draft) for the policies and the Lua counts."""
-    states = list(zip(policies, counts[0::2], counts[1::2], strict=True))
-    tightest, remaining, reset_ms = min(states, key=lambda state: state[1])
-    current = f'"{tightest.name}";r={remaining};t={math.ceil(reset_ms / 1000)}'
-    return [
-        (b"ratelimit-policy", policy_header(tuple((p.name, p.rate) for p in policies))),
-        (b"ratelimit", current.encode()),
-    ]
+    remaining = counts[0::2]
+    tightest = remaining.index(min(remaining))  # the fewest left; the first of a tie
+    reset_seconds = math.ceil(counts[2 * tightest + 1] / 1000)
+    current = f'"{policies[tightest].name}";r={remaining[tightest]};t={reset_seconds}'
+    # Formatted each time: a cache keyed by the rates cost as much (hashing them).
+    quotas = ", ".join([f'"{p.name}";q={p.rate.limit};w={p.rate.period}' for p in policies])
+    return [(b"ratelimit-policy", quotas.encode()), (b"ratelimit", current.encode())]
 
 
 async def decide(policies: list[Policy]) -> Decision:
@@ -144,14 +136,13 @@ async def decide(policies: list[Policy]) -> Decision:
         admitted, retry_after_ms, counts = await charge(policies)
     else:
         admitted, retry_after_ms, counts = await charge_each_identity(policies)
-    exhausted = next(
-        (p.name for p, left in zip(policies, counts[0::2], strict=True) if left == 0), None
-    )
+    exhausted = None
+    if not admitted:
+        exhausted = next(
+            (p.name for p, left in zip(policies, counts[0::2], strict=True) if left == 0), None
+        )
     return Decision(
-        admitted=admitted,
-        retry_after=math.ceil(retry_after_ms / 1000),
-        headers=rate_limit_headers(policies, counts),
-        exhausted=exhausted,
+        admitted, math.ceil(retry_after_ms / 1000), rate_limit_headers(policies, counts), exhausted
     )
 
 
@@ -159,9 +150,8 @@ async def charge(policies: list[Policy]) -> tuple[bool, int, list[int]]:
     """Run the GCRA script over policies of one identity: (admitted, retry after ms, counts)."""
     arguments = [number for p in policies for number in (p.rate.period * 1000, p.rate.limit)]
     script_keys = [keys.throttle(p.name, p.identity) for p in policies]
-    admitted, retry_after_ms, *counts = (
-        int(value) for value in await RUN_GCRA(script_keys, arguments)
-    )
+    # Lua numbers come back as integers: no int() of each.
+    admitted, retry_after_ms, *counts = await RUN_GCRA(script_keys, arguments)
     return bool(admitted), retry_after_ms, counts
 
 
@@ -236,17 +226,9 @@ class Throttle:
             await refuse(scope, receive, send, 429, body, headers)
             return
 
-        if scope["type"] == "websocket":
-            # A WebSocket has no response headers to label; its `send` stays the server's own.
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_rate_limit(event: Message) -> None:
-            if event["type"] == "http.response.start":
-                event = {**event, "headers": [*event.get("headers", []), *decision.headers]}
-            await send(event)
-
-        await self.app(scope, receive, send_with_rate_limit)
+        if scope["type"] == "http":
+            scope[RESPONSE_HEADERS_KEY].extend(decision.headers)  # a WebSocket has none to label
+        await self.app(scope, receive, send)
 
 
 async def refuse(

@@ -144,6 +144,16 @@ def test_with_redis_down_a_closed_throttle_answers_503(asgi, settings):
     assert response.json()["code"] == "service_unavailable"
 
 
+def test_the_throttle_keys_follow_a_changed_key_prefix(asgi, rates, settings, redis_client):
+    rates(anon="3/min")
+    asgi.get("/api/v1/no-such-thing/")  # given: the prefix read (and kept) once
+    settings.REDIS_KEY_PREFIX = "renamed"
+
+    asgi.get("/api/v1/no-such-thing/")
+
+    assert len(redis_client.keys("renamed:gw:rl:*")) == 1
+
+
 def test_rates_come_from_the_environment_over_settings(monkeypatch, rates):
     rates(anon="5/min")
     monkeypatch.setenv("GATEWAY_RATE_ANON", "7/sec")
