@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 from bench.measure import eval_calls
 from bench.world import PRODUCTS, World, say
 from gateway import keys
+from gateway.redis_client import pack
 
 POLL = {"Cache-Control": "only-if-cached"}
 GIVE_UP_SECONDS = 2.0  # an instance still serving the old entry this long after is a finding
@@ -95,11 +96,9 @@ class Invalidations:
     async def start(self, redis_url: str) -> None:
         """Track the prefix in broadcast mode (RESP3: the messages come on this connection)."""
         reader, self.writer = await asyncio.open_unix_connection(urlsplit(redis_url).path)
-        tracking = ["CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", keys.cache_prefix()]
-        for command in (["HELLO", "3"], tracking):
-            self.writer.write(f"*{len(command)}\r\n".encode() + b"".join(
-                f"${len(part)}\r\n{part}\r\n".encode() for part in command
-            ))  # fmt: skip
+        tracking = ("CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", keys.cache_prefix())
+        for command in (("HELLO", "3"), tracking):
+            self.writer.write(pack(command))
         replies = b""
         while not replies.endswith(b"+OK\r\n"):  # HELLO's map, then TRACKING's OK
             replies += await reader.read(65536)
