@@ -30,12 +30,16 @@ def group_usage(leader_pid: int) -> tuple[float, int]:
     return cpu, rss
 
 
-def fanout(world: World, server: str, url: str, clients: int, seconds: float, sse: bool) -> dict:
-    """Run bench/fanout.py against `server`; add the server's CPU share and memory meanwhile."""
+def fanout(
+    world: World, server: str, url: str, clients: int, seconds: float, sse: bool, rate: int
+) -> dict:
+    """Run bench/fanout.py against `server`, `rate` clients arriving a second; add the server's
+    CPU share and memory meanwhile."""
     leader = dict(world.processes.started)[server].pid
     target = url if sse else url.replace("http://", "ws://", 1)
     argv = [sys.executable, str(BENCH_DIR / "fanout.py"), target, "--clients", str(clients),
-            "--seconds", str(seconds), *(["--sse"] if sse else [])]  # fmt: skip
+            "--seconds", str(seconds), "--wave", str(max(1, rate // 20)),
+            *(["--sse"] if sse else [])]  # fmt: skip
     return measure(leader, argv)
 
 
@@ -76,8 +80,11 @@ def dev_stop(process: subprocess.Popen) -> None:
     stop(process)
 
 
-def fanout_runs(world: World, server: str, url: str, sizes: str, rounds: int) -> list[dict]:
-    """Run each fan-out of `sizes` (N WebSockets, sse:N SSE streams) `rounds` times; list them."""
+def fanout_runs(
+    world: World, server: str, url: str, sizes: str, rounds: int, rate: int
+) -> list[dict]:
+    """Run each fan-out of `sizes` (N WebSockets, sse:N SSE streams) `rounds` times, `rate`
+    clients arriving a second; list them."""
     rows = []
     for size in sizes.split(","):
         sse = size.startswith("sse:")
@@ -85,6 +92,6 @@ def fanout_runs(world: World, server: str, url: str, sizes: str, rounds: int) ->
         for number in range(rounds):
             kind = "sse" if sse else "websocket"
             say(f"fan-out: {clients} {kind} clients, run {number + 1}")
-            row = fanout(world, server, url, clients, 10, sse=sse)
-            rows.append({"kind": kind, **row})
+            row = fanout(world, server, url, clients, 10, sse=sse, rate=rate)
+            rows.append({"kind": kind, "arrivals_per_s": rate, **row})
     return rows

@@ -173,12 +173,13 @@ def goals(results: dict) -> list[tuple[str, bool | None, str]]:
 
 def fanout_table(rows: list[dict]) -> list[str]:
     """Return the fan-out rows as a Markdown table, then why clients were missing, if any were."""
-    lines = ["| kind | clients | connected | p50 ms | p99 ms | gaps | server CPU | RSS "
-             "| server CPU per 1,000 | MB per 1,000 | client CPU |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    lines = ["| kind | clients | arriving /s | joined in s | connected | p50 ms | p99 ms | gaps "
+             "| server CPU | RSS | server CPU per 1,000 | MB per 1,000 | client CPU |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for row in rows:
         lines.append(
-            f"| {row['kind']} | {row['clients']:,} | {row['connected']:,} | "
+            f"| {row['kind']} | {row['clients']:,} | {row.get('arrivals_per_s', '?')} | "
+            f"{row['connect_s']} | {row['connected']:,} | "
             f"{row['delay_p50_ms']} | {row['delay_p99_ms']} | {row['gaps']} | "
             f"{row['server_cpu_percent']}% | {row['server_rss_mb']} MB | "
             f"{row.get('server_cpu_percent_per_1000', '?')}% | "

@@ -78,6 +78,9 @@ def main() -> int:
     )  # fmt: skip
     parser.add_argument("--fanout-rounds", type=int, default=1, help="repeat each fan-out run")
     parser.add_argument(
+        "--fanout-rate", type=int, default=2000, help="WebSocket clients arriving a second"
+    )
+    parser.add_argument(
         "--purge-rounds", type=int, default=200, help="purges of each kind (--quick 100)"
     )
     parser.add_argument(
@@ -179,7 +182,7 @@ def measure_single_server(
         default_sizes = "100,1000,sse:1000" if args.quick else "100,1000,5000,sse:1000"
         results["fanout"] = fanout_runs(
             world, main_server, urls[main_server], args.fanout_sizes or default_sizes,
-            args.fanout_rounds,
+            args.fanout_rounds, args.fanout_rate,
         )  # fmt: skip
 
 
