@@ -8,7 +8,8 @@ client receives: its delay from the tick's server timestamp (`ts`, ms), and whet
 number was skipped. Prints RECORDING when every client has joined (or --connect-timeout passed),
 then one JSON line. The clients are spread over processes of at most --per-process each (one file
 descriptor a client, and a process may have no more than its hard RLIMIT_NOFILE); the processes
-connect together, in waves of --wave clients every 50 ms in all, and record the same window.
+connect together, --rate clients a second in all (in waves every 50 ms), and record the same
+window.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ SPARE_FDS = 100
 # One process reading 5,000 sockets in turn was most of their p99 (467 against 136 ms split in two,
 # docs/performance.md): real clients are machines of their own, so each process has a share.
 PER_PROCESS = 2500
+WAVE_SECONDS = 0.05
 
 
 class Tally:
@@ -132,7 +134,7 @@ async def start_clients(
             client = websocket_client(args.url, origin, tally, ready, args.compression)
             tasks.append(asyncio.create_task(client))
         if number % args.wave == args.wave - 1:
-            await asyncio.sleep(0.05)  # connect in waves, as real clients arrive
+            await asyncio.sleep(WAVE_SECONDS)  # connect in waves, as real clients arrive
     waiting = asyncio.gather(*(ready.wait() for ready in readies))
     with contextlib.suppress(TimeoutError):  # those not joined by then count as failed
         await asyncio.wait_for(waiting, args.connect_timeout)
@@ -176,7 +178,8 @@ def shares(total: int, parts: int) -> list[int]:
 def run(args: argparse.Namespace) -> dict:
     """Start the worker processes, record them all over one window, merge what they measured."""
     parts = max(1, math.ceil(args.clients / args.per_process))
-    waves = [max(1, share) for share in shares(args.wave, parts)]
+    wave = max(1, round(args.rate * WAVE_SECONDS))
+    waves = [max(1, share) for share in shares(wave, parts)]
     pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "text": True}
     # Each worker writes its delays to a file: a pipe lost lines of them beyond 64 KiB.
     results = tempfile.mkdtemp(prefix="fanout-")
@@ -243,7 +246,8 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--connect-timeout", type=float, default=90)
-    parser.add_argument("--wave", type=int, default=100, help="clients connecting per 50 ms")
+    parser.add_argument("--rate", type=int, default=2000, help="clients arriving a second")
+    parser.add_argument("--wave", type=int, default=100, help=argparse.SUPPRESS)  # a worker's share
     parser.add_argument("--per-process", type=int, default=min(PER_PROCESS, fd_limit - SPARE_FDS))
     parser.add_argument("--sse", action="store_true")
     parser.add_argument("--worker", metavar="RESULT_FILE", help=argparse.SUPPRESS)

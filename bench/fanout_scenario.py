@@ -38,7 +38,7 @@ def fanout(
     leader = dict(world.processes.started)[server].pid
     target = url if sse else url.replace("http://", "ws://", 1)
     argv = [sys.executable, str(BENCH_DIR / "fanout.py"), target, "--clients", str(clients),
-            "--seconds", str(seconds), "--wave", str(max(1, rate // 20)),
+            "--seconds", str(seconds), "--rate", str(rate),
             *(["--sse"] if sse else [])]  # fmt: skip
     return measure(leader, argv)
 

@@ -178,7 +178,7 @@ def fanout_table(rows: list[dict]) -> list[str]:
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for row in rows:
         lines.append(
-            f"| {row['kind']} | {row['clients']:,} | {row.get('arrivals_per_s', '?')} | "
+            f"| {row['kind']} | {row['clients']:,} | {row['arrivals_per_s']} | "
             f"{row['connect_s']} | {row['connected']:,} | "
             f"{row['delay_p50_ms']} | {row['delay_p99_ms']} | {row['gaps']} | "
             f"{row['server_cpu_percent']}% | {row['server_rss_mb']} MB | "

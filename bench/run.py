@@ -78,7 +78,7 @@ def main() -> int:
     )  # fmt: skip
     parser.add_argument("--fanout-rounds", type=int, default=1, help="repeat each fan-out run")
     parser.add_argument(
-        "--fanout-rate", type=int, default=2000, help="WebSocket clients arriving a second"
+        "--fanout-rate", type=int, default=2000, help="fan-out clients arriving a second"
     )
     parser.add_argument(
         "--purge-rounds", type=int, default=200, help="purges of each kind (--quick 100)"

@@ -50,7 +50,7 @@ def direct_writes(monkeypatch) -> list[int]:
 
 @asynccontextmanager
 async def uvicorn_serving(*, deflate: bool) -> AsyncIterator[str]:
-    """Serve config.asgi under uvicorn's sans-I/O WebSockets, as `make run` does; yield its URL."""
+    """Serve config.asgi under uvicorn's sans-I/O WebSockets (`make run`'s); yield its address."""
     from config.asgi import application
 
     listening = socket.socket()
@@ -76,13 +76,14 @@ async def uvicorn_serving(*, deflate: bool) -> AsyncIterator[str]:
         listening.close()
 
 
-async def first_tick(address: str, *, compression: str | None) -> tuple[dict, list[str], dict]:
-    """Subscribe to ACME, publish one tick; return the snapshot, the extensions and the message.
+async def first_tick(address: str) -> tuple[dict, list[str], dict]:
+    """Subscribe to ACME offering permessage-deflate, as browsers do, and publish one tick;
+    return the snapshot, the extensions agreed and the message.
 
     The message is checked against the tick published: the seq, and ACME's quote alone.
     """
     url = f"ws://{address}/ws/quotes/?symbols=ACME"
-    async with connect(url, origin=f"http://{address}", compression=compression) as client:
+    async with connect(url, origin=f"http://{address}", compression="deflate") as client:
         snapshot = json.loads(await client.recv())
         published = await sync_to_async(services.tick)(now=T0)
         message = json.loads(await asyncio.wait_for(client.recv(), timeout=5))
@@ -96,7 +97,7 @@ async def test_on_uvicorn_a_tick_is_one_frame_written_to_the_connection(
     quotes_settings, direct_writes
 ):
     async with uvicorn_serving(deflate=False) as address:
-        snapshot, extensions, message = await first_tick(address, compression="deflate")
+        snapshot, extensions, message = await first_tick(address)
 
     assert (snapshot["type"], extensions) == ("snapshot", [])
     assert message["seq"] == snapshot["seq"] + 1
@@ -108,7 +109,7 @@ async def test_with_permessage_deflate_a_tick_goes_through_asgi_send_compressed(
 ):
     # A compressed frame depends on the connection's compressor: the same bytes cannot serve all.
     async with uvicorn_serving(deflate=True) as address:
-        snapshot, extensions, message = await first_tick(address, compression="deflate")
+        snapshot, extensions, message = await first_tick(address)
 
     assert (snapshot["type"], extensions) == ("snapshot", ["permessage-deflate"])
     assert message["seq"] == snapshot["seq"] + 1
