@@ -2,21 +2,19 @@
 
 from gateway.auth import EdgeAuth
 from gateway.context import RequestContext
-from gateway.http import ASGIApp, Receive, Scope, Send
+from gateway.http import ASGIApp
 from gateway.response_cache import ResponseCache
 from gateway.throttling import Throttle
 
 
-class Gateway:
+class Gateway(RequestContext):
     """Wrap the project's ASGI application with the edge layers (docs/architecture.md).
 
     Request id, access log and metrics; then the JWT, checked once; then the throttle; then the
-    shared response cache; and only then Django.
+    shared response cache; and only then Django. The gateway is its outermost layer, the request
+    context, rather than a wrapper around it: one coroutine less on every request.
     """
 
     def __init__(self, app: ASGIApp) -> None:
         self.response_cache = ResponseCache(app)
-        self.app = RequestContext(EdgeAuth(Throttle(self.response_cache)))
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.app(scope, receive, send)
+        super().__init__(EdgeAuth(Throttle(self.response_cache)))

@@ -1,7 +1,7 @@
 """Request context at the edge: a request id, one access-log line and the metrics of a request."""
 
 import logging
-import os
+import random
 import re
 import time
 
@@ -10,6 +10,7 @@ from gateway.http import ASGIApp, Headers, Message, Receive, Scope, Send
 from gateway.metrics import STATS_KEY, RequestStats, buffer
 
 REQUEST_ID_HEADER = b"x-request-id"
+ID_LENGTH = len(REQUEST_ID_HEADER)
 # Headers the layers inside give every HTTP response (the throttle's RateLimit): RequestContext
 # adds them with the request id, so one `send` is wrapped rather than one per layer.
 RESPONSE_HEADERS_KEY = "gateway_response_headers"
@@ -17,6 +18,13 @@ RESPONSE_HEADERS_KEY = "gateway_response_headers"
 _VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 
 access_logger = logging.getLogger("gateway.access")
+
+
+def new_request_id() -> bytes:
+    """Return a random UUID's 128 bits in hex, with no UUID object."""
+    # Not os.urandom, a system call each request: an id must be unique, not unpredictable, and
+    # `random` is seeded from os.urandom in each process.
+    return b"%032x" % random.getrandbits(128)
 
 
 def split_request_id(headers: Headers) -> tuple[bytes, Headers]:
@@ -28,9 +36,7 @@ def split_request_id(headers: Headers) -> tuple[bytes, Headers]:
             others.append((name, value))
         elif request_id is None and _VALID_REQUEST_ID.match(value):
             request_id = value
-    if request_id is None:
-        request_id = os.urandom(16).hex().encode()  # a random UUID's 128 bits, no UUID object
-    return request_id, others
+    return request_id or new_request_id(), others
 
 
 class RequestContext:
@@ -57,8 +63,12 @@ class RequestContext:
             nonlocal status
             if event["type"] == "http.response.start":
                 status = event["status"]
+                # An id the app set is replaced; the length first: lower() on every name cost
+                # more than the rest of this function.
                 response_headers = [
-                    (k, v) for k, v in event.get("headers", []) if k.lower() != REQUEST_ID_HEADER
+                    (k, v)
+                    for k, v in event.get("headers", [])
+                    if len(k) != ID_LENGTH or k.lower() != REQUEST_ID_HEADER
                 ]
                 response_headers += added
                 response_headers.append((REQUEST_ID_HEADER, request_id))
@@ -83,4 +93,5 @@ class RequestContext:
                 )
             if not scope["path"].startswith(gateway_setting("EXEMPT_PREFIXES")):
                 buffer.record(path=scope["path"], status=status, duration=duration, stats=stats)
-                await buffer.after_request()
+                if buffer.flush_now():
+                    await buffer.flush()

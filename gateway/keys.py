@@ -20,6 +20,7 @@ def reset(**kwargs: Any) -> None:
     """Forget the prefix, so that a changed REDIS_KEY_PREFIX takes effect (tests)."""
     if kwargs.get("setting", "REDIS_KEY_PREFIX") == "REDIS_KEY_PREFIX":
         _prefix.cache_clear()
+        cache_base.cache_clear()
 
 
 @functools.lru_cache(maxsize=4096)
@@ -37,6 +38,7 @@ def cache_prefix() -> str:
     return f"{_prefix()}:cache:"
 
 
+@functools.lru_cache(maxsize=4096)  # a HIT names two keys of its URL
 def cache_base(url: str) -> str:
     """The prefix of every key of one URL: its Vary spec, entries, variants and pass marker."""
     return f"{cache_prefix()}{{{url_hash(url)}}}"

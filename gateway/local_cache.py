@@ -19,7 +19,6 @@ import collections
 import functools
 import logging
 import time
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +27,7 @@ from redis.exceptions import RedisError
 
 from gateway import keys
 from gateway.conf import gateway_setting
+from gateway.per_loop import PerLoop
 from gateway.redis_client import (
     PipelinedRedis,
     PipelinedRedisCluster,
@@ -49,19 +49,15 @@ RETRY_SECONDS = (0.05, 1.0)  # the first pause before listening again after a lo
 # What a kept item costs beyond its key and value: the dict slot, the record, the Entry object.
 OVERHEAD_BYTES = 200
 
-_caches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LocalCache] = (
-    weakref.WeakKeyDictionary()
-)
 
-
-def local_cache() -> LocalCache:
-    """Return this event loop's in-process cache (listening from its first use)."""
-    loop = asyncio.get_running_loop()
-    cache = _caches.get(loop)
-    if cache is None:
-        cache = _caches[loop] = LocalCache(async_redis(), gateway_setting("LOCAL_CACHE_BYTES"))
-        cache.start()
+def _listening_cache() -> LocalCache:
+    cache = LocalCache(async_redis(), gateway_setting("LOCAL_CACHE_BYTES"))
+    cache.start()
     return cache
+
+
+# local_cache(): this event loop's in-process cache (listening from its first use).
+local_cache: PerLoop[LocalCache] = PerLoop(_listening_cache)
 
 
 class _InvalidationConnection(RespConnection):

@@ -118,12 +118,14 @@ class MetricsBuffer:
         second[route, status, le, stats.cache, stats.throttled] += 1
         self.durations[route] += duration
 
-    async def after_request(self) -> None:
-        """Flush now (METRICS_FLUSH_SECONDS = 0), or make sure this loop's flusher runs."""
+    def flush_now(self) -> bool:
+        """Return whether to flush now (METRICS_FLUSH_SECONDS = 0); else make sure this loop's
+        flusher runs. Not a coroutine: it is called after every request, and rarely awaits."""
         if gateway_setting("METRICS_FLUSH_SECONDS") == 0:
-            await self.flush()
-        elif self._flusher is None or self._flusher.done():
+            return True
+        if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush_forever())
+        return False
 
     async def _flush_forever(self) -> None:
         while True:

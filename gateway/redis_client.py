@@ -19,7 +19,6 @@ import collections
 import functools
 import hashlib
 import ssl
-import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
@@ -34,15 +33,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from config.redis_wiring import RedisTarget, parse
+from gateway.per_loop import PerLoop
 
 Argument = str | bytes | int | float
 # A reply's shape is its command's (or script's): the caller, who sent it, knows it.
 Reply = Any
 Address = tuple[str, int]  # a cluster node's (host, port)
-
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, PipelinedRedis] = (
-    weakref.WeakKeyDictionary()
-)
 
 
 def pack(command: Sequence[Argument]) -> bytes:
@@ -52,13 +48,12 @@ def pack(command: Sequence[Argument]) -> bytes:
     return packed
 
 
-def async_redis() -> PipelinedRedis:
-    """Return this event loop's client of the project's Redis (short timeouts: never a hang)."""
-    loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
-    if client is None:
-        client = _clients[loop] = PipelinedRedis(settings.REDIS["stores"], settings.REDIS_TIMEOUT)
-    return client
+def _stores_client() -> PipelinedRedis:
+    return PipelinedRedis(settings.REDIS["stores"], settings.REDIS_TIMEOUT)
+
+
+# async_redis(): this event loop's client of the project's Redis (short timeouts: never a hang).
+async_redis: PerLoop[PipelinedRedis] = PerLoop(_stores_client)
 
 
 def _reply_error(error: ResponseError) -> ResponseError:
@@ -87,6 +82,7 @@ class RespConnection(asyncio.Protocol):
         self.watchdog: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.loop = asyncio.get_running_loop()  # once: a system call each time (gateway.per_loop)
         self.transport = cast(asyncio.Transport, transport)  # a stream connection's
         self.open = True
 
@@ -128,7 +124,7 @@ class RespConnection(asyncio.Protocol):
 
     def send(self, command: bytes) -> asyncio.Future[Reply]:
         """Queue a packed command; return the future of its reply."""
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         future = loop.create_future()
         self.waiting.append((future, loop.time() + self.timeout))
         if self.watchdog is None:
@@ -198,7 +194,9 @@ class PipelinedRedis:
 
     async def execute(self, *args: Argument) -> Reply:
         """Send one command and return its reply."""
-        protocol = await self._connection()
+        protocol = self.protocol
+        if protocol is None or not protocol.open:  # _connection(), but no coroutine on each call
+            protocol = await self._connect()
         return await protocol.send(pack(args))
 
     async def execute_many(self, commands: Sequence[Sequence[Argument]]) -> list[Reply]:

@@ -132,7 +132,7 @@ def rate_limit_headers(policies: list[Policy], counts: list[int]) -> list[tuple[
 
 async def decide(policies: list[Policy]) -> Decision:
     """Charge the request to every policy at once, in one Redis round trip."""
-    if len({p.identity for p in policies}) == 1:
+    if len(policies) == 1 or len({p.identity for p in policies}) == 1:
         admitted, retry_after_ms, counts = await charge(policies)
     else:
         admitted, retry_after_ms, counts = await charge_each_identity(policies)

@@ -35,6 +35,8 @@ PR_SET_PDEATHSIG = 1
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # The ASGI servers `make run` can start (SERVER); each serves HTTP and WebSockets alike.
 SERVERS = ("uvicorn", "granian", "daphne")
+# uvicorn's zttp protocol, a response's head and body in one write (config/uvicorn_http.py).
+UVICORN_HTTP = "config.uvicorn_http:OneWriteZttpProtocol"
 # A unix socket path longer than this does not fit in sockaddr_un on every platform.
 MAX_SOCKET_PATH = 100
 
@@ -232,11 +234,12 @@ def server_argv(
     # uvicorn's own would trust any client on 127.0.0.1 to name its address. A tick is encoded
     # once per process but would be deflated once per client: at 1,000 clients permessage-deflate
     # was 28% of the server's CPU (docs/performance.md). zttp parses HTTP with less CPU than
-    # httptools (a HIT: ~90 against ~100 µs of the server's). An SSE stream never ends by itself,
-    # so shutting down waits a moment for streams, not for ever.
+    # httptools (a HIT: ~90 against ~100 µs of the server's), and config.uvicorn_http writes a
+    # response's head with its body. An SSE stream never ends by itself, so shutting down waits a
+    # moment for streams, not for ever.
     return [str(BIN_DIR / "uvicorn"), "--host", host, "--port", str(port),
-            "--workers", str(workers), "--http", "zttp", "--no-access-log", "--no-proxy-headers",
-            "--ws-per-message-deflate", "false", "--lifespan", "off",
+            "--workers", str(workers), "--http", UVICORN_HTTP, "--no-access-log",
+            "--no-proxy-headers", "--ws-per-message-deflate", "false", "--lifespan", "off",
             "--timeout-graceful-shutdown", "3", app]  # fmt: skip
 
 

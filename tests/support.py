@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -10,7 +11,8 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -29,6 +31,28 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 BIN_DIR = Path(sys.executable).parent
+
+
+@asynccontextmanager
+async def uvicorn_serving(app: Any, **options: Any) -> AsyncIterator[tuple[str, int]]:
+    """Serve the ASGI `app` under uvicorn in this event loop, with `options` (uvicorn.Config's);
+    yield its (host, port)."""
+    import uvicorn
+
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(app, lifespan="off", log_level="warning", **options)
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve(sockets=[listening]))
+    try:
+        while not server.started:
+            assert not serving.done(), "uvicorn stopped before it started"
+            await asyncio.sleep(0.01)
+        yield listening.getsockname()
+    finally:
+        server.should_exit = True
+        await serving
+        listening.close()
 
 
 def free_port() -> int:

@@ -258,7 +258,7 @@ async def test_a_script_runs_on_its_keys_node_by_evalsha_after_one_eval(
     for port in primaries(cluster):
         on_node(port, "SCRIPT", "FLUSH")
         on_node(port, "CONFIG", "RESETSTAT")
-    monkeypatch.setitem(redis_client._clients, asyncio.get_running_loop(), client)
+    monkeypatch.setattr(redis_client, "async_redis", lambda: client)
 
     # When it runs twice
     results = [await script(keys, ["first"]), await script(keys, ["second"])]

@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
 import pytest_asyncio
-import uvicorn
 from asgiref.sync import sync_to_async
 from websockets.asyncio.client import connect
 
 from quotes import feed, services
 from quotes.consumers import DirectFrames
 from quotes.feed import TickMessage
+from tests.support import uvicorn_serving as serving_in_this_loop
 
 T0 = 1_800_000_000.0
 
@@ -53,27 +52,9 @@ async def uvicorn_serving(*, deflate: bool) -> AsyncIterator[str]:
     """Serve config.asgi under uvicorn's sans-I/O WebSockets (`make run`'s); yield its address."""
     from config.asgi import application
 
-    listening = socket.socket()
-    listening.bind(("127.0.0.1", 0))
-    port = listening.getsockname()[1]
-    config = uvicorn.Config(
-        application,
-        ws="websockets-sansio",
-        ws_per_message_deflate=deflate,
-        lifespan="off",
-        log_level="warning",
-    )
-    server = uvicorn.Server(config)
-    serving = asyncio.create_task(server.serve(sockets=[listening]))
-    try:
-        while not server.started:
-            assert not serving.done(), "uvicorn stopped before it started"
-            await asyncio.sleep(0.01)
-        yield f"127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await serving
-        listening.close()
+    options = {"ws": "websockets-sansio", "ws_per_message_deflate": deflate}
+    async with serving_in_this_loop(application, **options) as (host, port):
+        yield f"{host}:{port}"
 
 
 async def first_tick(address: str) -> tuple[dict, list[str], dict]:
