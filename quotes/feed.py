@@ -34,6 +34,9 @@ _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] =
     weakref.WeakKeyDictionary()
 )
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, TickHub] = weakref.WeakKeyDictionary()
+_state_reads: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, asyncio.Task[tuple[dict[str, str], dict[str, str]]]
+] = weakref.WeakKeyDictionary()
 
 
 def redis_client() -> aioredis.Redis:
@@ -91,11 +94,31 @@ def parse_seq(raw: str | None, *, name: str) -> int | None:
 
 async def snapshot(symbols: list[str]) -> QuoteList:
     """Return {seq, ts, quotes}: the latest quotes of `symbols` and the tick they are from."""
+    meta, latest = await market_state()
+    return latest_view(market(), meta, latest, symbols)
+
+
+async def market_state() -> tuple[dict[str, str], dict[str, str]]:
+    """Return the last tick's meta and every symbol's latest quote, as stored at one moment.
+
+    The clients that ask while a read is on its way share it: in a join burst the snapshots'
+    reads were a fifth of a worker's CPU (docs/performance.md). A shared read may be a moment
+    older than a later client's place in the tick hub; a tick between the two is a gap, which
+    its Follower fills from the stored ticks as any other.
+    """
+    loop = asyncio.get_running_loop()
+    reading = _state_reads.get(loop)
+    if reading is None or reading.done():
+        reading = _state_reads[loop] = loop.create_task(_read_market_state())
+    return await asyncio.shield(reading)  # one client leaving does not cancel the others' read
+
+
+async def _read_market_state() -> tuple[dict[str, str], dict[str, str]]:
     async with redis_client().pipeline() as pipe:  # MULTI/EXEC: the seq and quotes of one moment
         pipe.hgetall(keys.meta())
         pipe.hgetall(keys.latest())
         meta, latest = await pipe.execute()
-    return latest_view(market(), meta, latest, symbols)
+    return meta, latest
 
 
 async def ticks_after(since: int, until: int | None = None) -> list[str] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 
 import pytest
@@ -611,3 +612,38 @@ async def test_a_subscription_that_meets_a_connection_redis_dropped_is_made_agai
     assert snapshot["type"] == "snapshot"
     assert (message["type"], message["seq"]) == ("tick", published["seq"])
     await client.disconnect()
+
+
+def exec_calls(client: redis.Redis) -> int:
+    """Return how many MULTI/EXEC transactions the Redis server has run."""
+    return client.info("commandstats").get("cmdstat_exec", {}).get("calls", 0)
+
+
+async def test_snapshots_asked_for_at_one_moment_share_one_read_of_the_market(
+    quotes_settings, redis_client
+):
+    # Given a market that has ticked once
+    await tick(0)
+    before = exec_calls(redis_client)
+
+    # When five clients ask for a snapshot at once
+    snapshots = await asyncio.gather(*(feed.snapshot(["ACME", "BOLT"]) for _ in range(5)))
+
+    # Then Redis ran one read, and each got the same state
+    assert exec_calls(redis_client) - before == 1
+    assert [snapshot["seq"] for snapshot in snapshots] == [1] * 5
+    assert all(snapshot == snapshots[0] for snapshot in snapshots)
+
+
+async def test_a_snapshot_asked_for_after_a_read_ended_reads_again(quotes_settings, redis_client):
+    # Given a snapshot read at tick 1
+    await tick(0)
+    first = await feed.snapshot(["ACME"])
+
+    # When the market ticks and another is asked for
+    await tick(1)
+    second = await feed.snapshot(["ACME"])
+
+    # Then it is of the new tick, not the shared read's
+    assert (first["seq"], second["seq"]) == (1, 2)
+    assert second["quotes"][0]["seq"] == 2
