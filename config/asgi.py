@@ -42,10 +42,10 @@ application = Gateway(
 )
 
 # A server holds the objects of every open connection: at 20,000 WebSockets the cyclic collector
-# walked millions of them, 15 full passes of up to 2 s each in a worker during the join and one
-# every ~15 s after (docs/performance.md). Young collections far rarer, so fewer objects outlive
-# them into the old generation; and what exists now (Django, the apps, this module's graph),
-# never to be freed, out of every pass.
+# walked millions of them, 15 full passes in a worker during one fan-out run, the longest 2.1 s
+# (docs/performance.md). Young collections far rarer, so fewer objects outlive them into the old
+# generation; and what exists now (Django, the apps, this module's graph), never to be freed, out
+# of every pass.
 GC_THRESHOLDS = (50_000, 20, 10)
 gc.set_threshold(*GC_THRESHOLDS)
 gc.freeze()

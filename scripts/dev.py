@@ -235,11 +235,13 @@ def server_argv(
     # once per process but would be deflated once per client: at 1,000 clients permessage-deflate
     # was 28% of the server's CPU (docs/performance.md). zttp parses HTTP with less CPU than
     # httptools (a HIT: ~90 against ~100 µs of the server's), and config.uvicorn_http writes a
-    # response's head with its body. An SSE stream never ends by itself, so shutting down waits a
-    # moment for streams, not for ever.
+    # response's head with its body. A backlog of 4,096 (Linux's usual somaxconn, its cap) holds
+    # twice uvicorn's default of connections arriving at once. An SSE stream never ends by itself,
+    # so shutting down waits a moment for streams, not for ever.
     return [str(BIN_DIR / "uvicorn"), "--host", host, "--port", str(port),
-            "--workers", str(workers), "--http", UVICORN_HTTP, "--no-access-log",
-            "--no-proxy-headers", "--ws-per-message-deflate", "false", "--lifespan", "off",
+            "--workers", str(workers), "--http", UVICORN_HTTP, "--backlog", "4096",
+            "--no-access-log", "--no-proxy-headers", "--ws-per-message-deflate", "false",
+            "--lifespan", "off",
             "--timeout-graceful-shutdown", "3", app]  # fmt: skip
 
 
