@@ -3,9 +3,10 @@
 uvicorn writes the head when the app sends `http.response.start` and the body when it sends
 `http.response.body`: two send() calls a response, and on loopback the kernel runs the reader's
 side of each inside the writer's call. A response of known length (Content-Length) is sent whole
-at once by every app here, so its head can wait the moment it takes for the body: a cache HIT's
-~14% more requests a second (docs/performance.md). uvicorn has no option for it, and zttp's
-connection cannot be subclassed, so the connection is wrapped.
+at once by every app here, so its head can wait the moment it takes for the body: the machine's
+CPU per cache HIT fell ~6% (the client's most), no gain in requests a second shown on a noisy
+machine (docs/performance.md). uvicorn has no option for it, and zttp's connection cannot be
+subclassed, so the connection is wrapped.
 """
 
 from __future__ import annotations

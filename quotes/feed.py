@@ -34,9 +34,11 @@ _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] =
     weakref.WeakKeyDictionary()
 )
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, TickHub] = weakref.WeakKeyDictionary()
-_state_reads: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, asyncio.Task[tuple[dict[str, str], dict[str, str]]]
-] = weakref.WeakKeyDictionary()
+# The last tick's meta hash and the latest-quotes hash, read in one MULTI/EXEC.
+MarketState = tuple[dict[str, str], dict[str, str]]
+_state_reads: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[MarketState]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def redis_client() -> aioredis.Redis:
@@ -98,7 +100,7 @@ async def snapshot(symbols: list[str]) -> QuoteList:
     return latest_view(market(), meta, latest, symbols)
 
 
-async def market_state() -> tuple[dict[str, str], dict[str, str]]:
+async def market_state() -> MarketState:
     """Return the last tick's meta and every symbol's latest quote, as stored at one moment.
 
     The clients that ask while a read is on its way share it: in a join burst the snapshots'
@@ -113,7 +115,7 @@ async def market_state() -> tuple[dict[str, str], dict[str, str]]:
     return await asyncio.shield(reading)  # one client leaving does not cancel the others' read
 
 
-async def _read_market_state() -> tuple[dict[str, str], dict[str, str]]:
+async def _read_market_state() -> MarketState:
     async with redis_client().pipeline() as pipe:  # MULTI/EXEC: the seq and quotes of one moment
         pipe.hgetall(keys.meta())
         pipe.hgetall(keys.latest())
