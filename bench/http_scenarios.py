@@ -1,8 +1,8 @@
 """Measure the HTTP scenarios with wrk: the product and `me` paths on every server, then more paths.
 
 The servers comparison (`core`): a HIT, a 304, an app-cache hit, an uncached product and JWT `me`
-on each server beside nginx, and the server the mix runs fastest on. Then on that server only
-(`extra`): a draft read, `me` with and without the throttle, a quotes burst at 200 connections,
+on each server beside nginx, and each server's score over that mix. Then on `make run`'s server
+only (`extra`): a draft read, `me` with and without the throttle, a quotes burst at 200 connections,
 and the throttle's Redis round trips. And `hot`: a HIT and a 304 alone, for a quick before/after.
 """
 
@@ -104,26 +104,29 @@ def geometric_mean(values: list[float]) -> float:
     return math.exp(sum(math.log(v) for v in values) / len(values))
 
 
-def fastest_server(core: dict[str, dict], servers: list[str]) -> tuple[str, dict[str, float]]:
-    """Return the server of the best geometric mean over the mix, and each server's score.
+def mix_scores(core: dict[str, dict], servers: list[str]) -> dict[str, float]:
+    """Return each server's geometric mean of req/s over the mix (1.0 each without `core`)."""
+    if not core:
+        return {s: 1.0 for s in servers}
+    return {
+        s: geometric_mean([core[s][k]["rps"] for k in ("hit", "app_hit", "uncached", "me")])
+        for s in servers
+    }
 
-    Without the core scenario (`core` empty) every score is 1.0: the first of `servers` wins.
+
+def main_server(servers: list[str], default: str) -> str:
+    """Return the server the other scenarios run on: `make run`'s `default` when measured.
+
+    Not the mix's winner: on a noisy machine that changes from run to run by a few percent, and
+    the scenarios (fan-out above all) would then measure a different server each time.
     """
-    score = (
-        {s: 1.0 for s in servers}
-        if not core
-        else {
-            s: geometric_mean([core[s][k]["rps"] for k in ("hit", "app_hit", "uncached", "me")])
-            for s in servers
-        }
-    )
-    return max(score, key=score.get), score
+    return default if default in servers else servers[0]
 
 
 def measure_extra(
     world: World, bench: Bench, urls: dict[str, str], main_server: str, rounds: int, results: dict
 ) -> None:
-    """Measure the paths of the chosen server only, and the throttle's cost; add them to results."""
+    """Measure the paths of `main_server` only, and the throttle's cost; add them to results."""
     unthrottled = world.start("unthrottled", main_server, app="bench.unthrottled:application")
     status, _, draft = http(
         "POST", urls[main_server] + "/api/v1/drafts/",

@@ -103,7 +103,7 @@ def topology_table(t: dict) -> list[str]:
 
 
 def core_goals(core: dict, wsgi: dict) -> list[tuple[str, bool | None, str]]:
-    """Return the goals about the product and `me` paths of the chosen server."""
+    """Return the goals about the product and `me` paths of the scenarios' server."""
     out = []
     hit, uncached = core["hit"], core["uncached"]
     out.append(("HIT >= 10% of nginx static", hit.get("of_nginx", 0) >= 0.10 if "of_nginx" in hit
@@ -246,7 +246,7 @@ def report(results: dict) -> str:
     if results["core"] or "topology" not in results:
         lines += [
             "",
-            f"## Product and auth paths, by server (gateway on; `{results['main']}` chosen)",
+            f"## Product and auth paths, by server (gateway on; the rest on `{results['main']}`)",
         ]
     for server, summary in results["core"].items():
         lines += ["", f"### {server}", "", *table(summary)]

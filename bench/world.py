@@ -32,6 +32,7 @@ WSGI_BASELINE = ["granian", "--interface", "wsgi", "--host", "127.0.0.1", "--por
                  "--workers", "{workers}", "--blocking-threads", "4", "--log-level", "warning",
                  "--no-access-log", "config.wsgi:application"]  # fmt: skip
 ASGI_SERVERS = dev.SERVERS
+RUN_SERVER = dev.DEFAULT_SERVER  # `make run`'s
 REDIS_TOPOLOGIES = ("server", "sentinel", "cluster")
 # The gateway in front of Django's own ASGI handler, to price config.asgi's WSGI bridge; and the
 # same with every middleware sync-only (bench/asgi_handler_sync.py).

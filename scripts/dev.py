@@ -35,6 +35,8 @@ PR_SET_PDEATHSIG = 1
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # The ASGI servers `make run` can start (SERVER); each serves HTTP and WebSockets alike.
 SERVERS = ("uvicorn", "granian", "daphne")
+# uvicorn served the mix of paths fastest in `make bench` here (docs/performance.md).
+DEFAULT_SERVER = "uvicorn"
 # uvicorn's zttp protocol, a response's head and body in one write (config/uvicorn_http.py).
 UVICORN_HTTP = "config.uvicorn_http:OneWriteZttpProtocol"
 # A unix socket path longer than this does not fit in sockaddr_un on every platform.
@@ -249,8 +251,7 @@ def run() -> int:
     """Set up the database and start Redis (if needed), the server, a Celery worker and one beat."""
     host = env.string("HOST", "127.0.0.1")
     port = env.integer("PORT", 8000, minimum=1, maximum=65535)
-    # uvicorn served the mix of paths fastest in `make bench` here (docs/performance.md).
-    server = env.string("SERVER", "uvicorn")
+    server = env.string("SERVER", DEFAULT_SERVER)
     if server not in SERVERS:
         env.fail("SERVER", f"must be one of {', '.join(SERVERS)}, got {server!r}")
     workers = env.integer("WORKERS", os.cpu_count() or 1, minimum=1, maximum=64)
