@@ -1,6 +1,7 @@
 """The price model: a seeded geometric Brownian motion on a tick grid, pure."""
 
 import itertools
+import json
 import math
 import statistics
 from decimal import Decimal
@@ -9,6 +10,7 @@ import pytest
 
 from quotes.conf import DEFAULTS
 from quotes.market import Market
+from quotes.selectors import latest_view, market
 
 
 def make_market(**overrides) -> Market:
@@ -97,3 +99,29 @@ def test_a_quote_shows_the_price_and_change_in_currency_units():
         "seq": 3,
         "ts": 1_700_000_000_000,
     }
+
+
+def test_the_settings_market_is_built_once_and_follows_a_change_made_in_place(settings):
+    settings.QUOTES = {"SYMBOLS": {"ACME": "100.00"}}
+
+    first = market()
+    assert market() is first  # two or three reads a WebSocket join: not rebuilt for each
+    settings.QUOTES["SYMBOLS"]["BOLT"] = "42.50"  # as tests do, without a setting_changed signal
+    settings.QUOTES["TICK_SIZE"] = "0.05"
+
+    changed = market()
+    assert changed.opening == {"ACME": 2000, "BOLT": 850}
+    assert changed.tick_size == Decimal("0.05")
+
+
+def test_a_read_shows_a_symbols_opening_quote_until_its_first_tick():
+    the_market = make_market(SYMBOLS={"ACME": "100.00", "BOLT": "42.50"})
+    ticked = {"symbol": "ACME", "price": 101.0}
+
+    view = latest_view(the_market, {"seq": "3", "ts": "1700"}, {"ACME": json.dumps(ticked)},
+                       ["ACME", "BOLT"])  # fmt: skip
+
+    assert view["seq"] == 3 and view["ts"] == 1700
+    assert view["quotes"][0] == ticked
+    assert view["quotes"][1] == the_market.opening_quotes()["BOLT"]
+    assert view["quotes"][1]["price"] == 42.5
