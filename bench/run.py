@@ -47,7 +47,7 @@ from bench.http_scenarios import (
     mix_scores,
 )
 from bench.purge_scenario import purge_latency
-from bench.report import RESULTS_DIR, goals, write_results
+from bench.report import RESULTS_DIR, goals, previous_results, write_results
 from bench.topology_scenario import compare_topology
 from bench.world import (
     ASGI_SERVERS,
@@ -75,7 +75,7 @@ def main() -> int:
     parser.add_argument("--zipf-seconds", type=float, default=20, help="its measured window")
     parser.add_argument(
         "--fanout-sizes", default=None,
-        help="WebSocket clients of each fan-out run, comma-separated (default 100,1000,5000; "
+        help="WebSocket clients of each fan-out run, comma-separated (default 100,1000,5000,20000; "
         "--quick 100,1000); sse:N for SSE streams (default sse:1000)",
     )  # fmt: skip
     parser.add_argument("--fanout-rounds", type=int, default=1, help="repeat each fan-out run")
@@ -140,7 +140,7 @@ def main() -> int:
                 world, topology_world, args.redis, results["main"], args.rounds, args.seconds,
                 args.zipf_seconds,
             )  # fmt: skip
-        results["goals"] = goals(results)
+        results["goals"] = goals(results, previous_results())
     except dev.Stop as stop:
         say(f"{stop} received; stopping")
         return 1
@@ -184,7 +184,7 @@ def measure_single_server(
             world, scenario_server, urls[scenario_server], args.purge_rounds
         )
     if "fanout" in only:
-        default_sizes = "100,1000,sse:1000" if args.quick else "100,1000,5000,sse:1000"
+        default_sizes = "100,1000,sse:1000" if args.quick else "100,1000,5000,20000,sse:1000"
         results["fanout"] = fanout_runs(
             world, scenario_server, urls[scenario_server], args.fanout_sizes or default_sizes,
             args.fanout_rounds, args.fanout_rate,
