@@ -276,33 +276,42 @@ class Follower:
     """The sequence of one client: the seq it is up to date with, and its symbols.
 
     `symbols` maps each symbol to the seq at which the client last got its full state (a
-    snapshot), so that a tick older than that snapshot never sends it back in time.
+    snapshot), so that a tick older than that snapshot never sends it back in time. It is replaced,
+    never changed in place (`_follow`), so the symbols a tick is for can be kept between ticks.
     """
 
     def __init__(self) -> None:
-        self.symbols: dict[str, int] = {}
         self.cursor: int | None = None
+        self._follow({})
+
+    def _follow(self, symbols: dict[str, int]) -> None:
+        self.symbols: Mapping[str, int] = symbols
+        # Every symbol, and the newest seq any was snapshotted at: past that seq, a tick is for
+        # all of them (every tick but the first after a subscribe), so that set, its hash
+        # included, is made once and not per client per tick (~8% of a worker's CPU at 10,000).
+        self._every = frozenset(symbols)
+        self._newest = max(symbols.values(), default=-1)
 
     async def subscribe(self, symbols: list[str]) -> Snapshot:
         """Add `symbols`; return the snapshot message that brings the client up to date on them."""
         state = await snapshot(symbols)
-        self.symbols.update(dict.fromkeys(symbols, state["seq"]))
+        self._follow({**self.symbols, **dict.fromkeys(symbols, state["seq"])})
         if self.cursor is None:
             self.cursor = state["seq"]
         return {"type": "snapshot", "reset": False, **state}
 
     def unsubscribe(self, symbols: list[str]) -> None:
         """Stop following `symbols`."""
-        for symbol in symbols:
-            self.symbols.pop(symbol, None)
+        dropped = set(symbols)
+        self._follow({s: seq for s, seq in self.symbols.items() if s not in dropped})
 
     async def resume(self, since: int, symbols: Iterable[str] = ()) -> list[FeedMessage]:
         """Return the ticks after `since` for the symbols (plus `symbols`), or a reset snapshot."""
-        self.symbols.update(dict.fromkeys(symbols, since))
+        self._follow({**self.symbols, **dict.fromkeys(symbols, since)})
         ticks = await ticks_after(since)
         if ticks is None:
             return [await self.reset()]
-        self.symbols = {symbol: min(seq, since) for symbol, seq in self.symbols.items()}
+        self._follow({symbol: min(seq, since) for symbol, seq in self.symbols.items()})
         self.cursor = since
         return [self._message(tick) for tick in ticks]
 
@@ -335,7 +344,7 @@ class Follower:
     async def reset(self) -> Snapshot:
         """Return a fresh snapshot of every symbol, flagged `reset`, and restart from it."""
         state = await snapshot(list(self.symbols))
-        self.symbols = dict.fromkeys(self.symbols, state["seq"])
+        self._follow(dict.fromkeys(self.symbols, state["seq"]))
         self.cursor = state["seq"]
         return {"type": "snapshot", "reset": True, **state}
 
@@ -343,5 +352,7 @@ class Follower:
         seq = decoded_tick(text)["seq"]
         self.cursor = seq
         # A symbol's quotes from ticks older than its snapshot would send it back in time.
+        if seq > self._newest:
+            return tick_message(text, self._every)
         fresh = frozenset(symbol for symbol, since in self.symbols.items() if seq > since)
         return tick_message(text, fresh)

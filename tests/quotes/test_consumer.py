@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 
 import pytest
 import pytest_asyncio
@@ -647,3 +648,30 @@ async def test_a_snapshot_asked_for_after_a_read_ended_reads_again(quotes_settin
     # Then it is of the new tick, not the shared read's
     assert (first["seq"], second["seq"]) == (1, 2)
     assert second["quotes"][0]["seq"] == 2
+
+
+def moved(tick_or_message: dict) -> set[str]:
+    return {quote["symbol"] for quote in tick_or_message["quotes"]}
+
+
+async def test_a_tick_no_newer_than_a_symbols_snapshot_leaves_that_symbol_out(quotes_settings):
+    follower = feed.Follower()
+    await tick(0, publish=False)  # seq 1
+    await follower.subscribe(["ACME"])  # ACME as of seq 1
+    second = await tick(1, publish=False)  # seq 2, not yet delivered
+    # A symbol tick 2 moves, subscribed once tick 2 is stored: its snapshot is as new as tick 2.
+    later = sorted(moved(second) - {"ACME"})[0]
+    await follower.subscribe([later])
+    third = await tick(2, publish=False)
+
+    [at_second] = follower.next_tick(json.dumps(second))
+    [at_third] = follower.next_tick(json.dumps(third))
+
+    assert "ACME" in moved(second)
+    assert moved(at_second) == {"ACME"}  # `later` from tick 2 would send it back in time
+    assert moved(at_third) == {"ACME", later} & moved(third)
+    assert later in moved(at_third)
+    follower.unsubscribe(["ACME"])
+    fourth = await tick(3, publish=False)
+    [at_fourth] = follower.next_tick(json.dumps(fourth))
+    assert moved(at_fourth) == {later} & moved(fourth)
