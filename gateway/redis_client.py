@@ -194,9 +194,8 @@ class PipelinedRedis:
 
     async def execute(self, *args: Argument) -> Reply:
         """Send one command and return its reply."""
-        protocol = self.protocol
-        if protocol is None or not protocol.open:  # _connection(), but no coroutine on each call
-            protocol = await self._connect()
+        # A method call, not a coroutine, when the connection is open: a HIT's one command.
+        protocol = self._open_connection() or await self._connect()
         return await protocol.send(pack(args))
 
     async def execute_many(self, commands: Sequence[Sequence[Argument]]) -> list[Reply]:
@@ -204,7 +203,7 @@ class PipelinedRedis:
 
         Raises the first error reply, after every reply has come back.
         """
-        protocol = await self._connection()
+        protocol = self._open_connection() or await self._connect()
         futures = [protocol.send(pack(command)) for command in commands]
         replies = await asyncio.gather(*futures, return_exceptions=True)
         for reply in replies:
@@ -222,11 +221,9 @@ class PipelinedRedis:
                 raise _reply_error(result)
         return results
 
-    async def _connection(self) -> RespConnection:
+    def _open_connection(self) -> RespConnection | None:
         protocol = self.protocol
-        if protocol is None or not protocol.open:
-            protocol = await self._connect()
-        return protocol
+        return protocol if protocol is not None and protocol.open else None
 
     async def _connect(self) -> RespConnection:
         async with self.connecting:  # many requests find no connection at once: open one
