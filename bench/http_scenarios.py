@@ -114,7 +114,7 @@ def mix_scores(core: dict[str, dict], servers: list[str]) -> dict[str, float]:
     }
 
 
-def main_server(servers: list[str], default: str) -> str:
+def server_for_scenarios(servers: list[str], default: str) -> str:
     """Return the server the other scenarios run on: `make run`'s `default` when measured.
 
     Not the mix's winner: on a noisy machine that changes from run to run by a few percent, and

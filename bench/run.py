@@ -42,9 +42,9 @@ from bench.http_scenarios import (
     Bench,
     compare_servers,
     hot_paths,
-    main_server,
     measure_extra,
     mix_scores,
+    server_for_scenarios,
 )
 from bench.purge_scenario import purge_latency
 from bench.report import RESULTS_DIR, goals, previous_results, write_results
@@ -166,7 +166,7 @@ def measure_single_server(
     say(f"servers up ({', '.join(urls)}); {args.rounds} rounds of {args.seconds} s each")
     results["core"] = compare_servers(bench, args.rounds) if "core" in only else {}
     score = mix_scores(results["core"], servers)
-    scenario_server = results["main"] = main_server(servers, RUN_SERVER)
+    scenario_server = results["main"] = server_for_scenarios(servers, RUN_SERVER)
     results["server_scores"] = score
     say(
         f"the other scenarios on {scenario_server}; the mix's scores: "

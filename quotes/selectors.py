@@ -52,7 +52,7 @@ def latest_view(
 ) -> QuoteList:
     """Shape the stored meta and latest hashes as {seq, ts, quotes} for `symbols`."""
     # Opening quotes only stand in before a symbol's first tick: not made for every read.
-    opening = the_market.opening_quotes() if not latest.keys() >= set(symbols) else {}
+    opening = the_market.opening_quotes() if any(s not in latest for s in symbols) else {}
     quotes = [json.loads(latest[s]) if s in latest else opening[s] for s in symbols]
     ts = meta.get("ts")
     return {"seq": int(meta.get("seq", 0)), "ts": None if ts is None else int(ts), "quotes": quotes}
