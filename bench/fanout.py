@@ -16,13 +16,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import collections
 import contextlib
-import hashlib
 import json
 import math
-import os
 import re
 import resource
 import shutil
@@ -33,6 +30,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from websockets.frames import Frame, Opcode
+from websockets.utils import accept_key, generate_key
 
 SYMBOLS = "ACME,BOLT,CRUX,DYNO,EPIC,FLUX,GLOW,HALO,IRIS,JADE"
 # A tick's seq and ts lead its JSON, and a conflated one ends with first_seq: this reads just those
@@ -50,9 +50,6 @@ WAVE_SECONDS = 0.05
 # most of this generator's CPU late in the 20,000 join. Real clients come from many addresses: so
 # do these, each bound to one of 127.0.0.1 to .8, when the server is on loopback.
 SOURCE_ADDRESSES = 8
-# RFC 6455: the server proves it read the handshake by hashing the client's key with this GUID.
-WEBSOCKET_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-TEXT, BINARY, CLOSE, PING, PONG = 0x1, 0x2, 0x8, 0x9, 0xA
 NO_STATUS = 1005  # a close frame without a code (RFC 6455 7.4.1)
 
 
@@ -99,13 +96,13 @@ class NoSnapshot(WebSocketError):
     """The first message was not the snapshot (an error's code, or its type)."""
 
 
-def upgrade_request(host: str, origin: str, key: bytes, deflate: bool) -> bytes:
+def upgrade_request(host: str, origin: str, key: str, deflate: bool) -> bytes:
     """Return the HTTP request that asks for the quote stream's WebSocket, as a browser sends it."""
     # Browsers offer permessage-deflate: offering it makes the server decide, as for them.
     offer = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
     return (
         f"GET /ws/quotes/?symbols={SYMBOLS} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key.decode()}\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
         f"Sec-WebSocket-Version: 13\r\nOrigin: {origin}\r\n{offer if deflate else ''}\r\n"
     ).encode()
 
@@ -118,7 +115,7 @@ async def handshake(
     deflate: bool,
 ) -> None:
     """Upgrade the connection to a WebSocket; raise HandshakeFailed unless the server did."""
-    key = base64.b64encode(os.urandom(16))
+    key = generate_key()
     writer.write(upgrade_request(host, origin, key, deflate))
     try:
         head = await reader.readuntil(b"\r\n\r\n")  # what follows it stays in the reader
@@ -129,18 +126,15 @@ async def handshake(
     headers = {name.strip().lower(): value.strip() for name, _, value in fields}
     if status.split(" ")[1:2] != ["101"]:
         raise HandshakeFailed(status)
-    accept = base64.b64encode(hashlib.sha1(key + WEBSOCKET_GUID).digest()).decode()
-    if headers.get("sec-websocket-accept") != accept:
+    if headers.get("sec-websocket-accept") != accept_key(key):
         raise HandshakeFailed("wrong Sec-WebSocket-Accept")
     if "sec-websocket-extensions" in headers:  # its frames would be compressed: not read here
         raise HandshakeFailed(f"extension accepted: {headers['sec-websocket-extensions']}")
 
 
-def masked_frame(opcode: int, payload: bytes) -> bytes:
+def masked_frame(opcode: Opcode, payload: bytes) -> bytes:
     """Return a client's control frame: a client masks every frame it sends (RFC 6455 5.3)."""
-    mask = os.urandom(4)
-    masked = bytes(byte ^ mask[index % 4] for index, byte in enumerate(payload[:125]))
-    return bytes([0x80 | opcode, 0x80 | len(masked)]) + mask + masked
+    return Frame(opcode, payload[:125]).serialize(mask=True)
 
 
 async def read_message(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
@@ -156,15 +150,16 @@ async def read_message(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
             (length,) = struct.unpack("!Q", await reader.readexactly(8))
         payload = await reader.readexactly(length)
         opcode = first & 0x0F
-        if opcode in (TEXT, BINARY) and first & 0x80:
+        if opcode in (Opcode.TEXT, Opcode.BINARY) and first & 0x80:
             return payload
-        if opcode == PING:
-            writer.write(masked_frame(PONG, payload))
-        elif opcode == CLOSE:
+        if opcode == Opcode.PING:
+            writer.write(masked_frame(Opcode.PONG, payload))
+        elif opcode == Opcode.CLOSE:
             code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else NO_STATUS
-            writer.write(masked_frame(CLOSE, payload[:2]))  # the close handshake echoes the code
+            # The close handshake echoes the code.
+            writer.write(masked_frame(Opcode.CLOSE, payload[:2]))
             raise Closed(str(code))
-        elif opcode != PONG:  # the server sends whole messages: a fragment would be misread
+        elif opcode != Opcode.PONG:  # the server sends whole messages: a fragment would be misread
             raise BadFrame(f"opcode {opcode}, fin {first >> 7}")
 
 
