@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import functools
+import copy
 import json
-from typing import TypedDict, cast
+from typing import Any, TypedDict, cast
 
 from django.http import Http404
 
@@ -22,29 +22,19 @@ class QuoteList(TypedDict):
     quotes: list[Quote]
 
 
+# The settings the market was last built from (a deep copy: tests change QUOTES, SYMBOLS too, in
+# place), and that market. Built on every call it was ~3% of a WebSocket join's CPU (a Decimal
+# division a symbol, two or three times a join).
+_built: tuple[dict[str, Any], Market] | None = None
+
+
 def market() -> Market:
-    """Return the market the settings describe, built once for each distinct description."""
+    """Return the market the settings describe, built again only when they change."""
+    global _built
     settings = conf()
-    return _market(
-        settings["TICK_SIZE"],
-        tuple(settings["SYMBOLS"].items()),
-        settings["VOLATILITY"],
-        settings["DRIFT"],
-        settings["SEED"],
-    )
-
-
-# Keyed by the values, not cached once: tests change QUOTES in place. Built on every call, it was
-# ~3% of a WebSocket join's CPU (a Decimal division a symbol, two or three times a join).
-@functools.lru_cache(maxsize=8)
-def _market(
-    tick_size: str, symbols: tuple[tuple[str, str], ...], volatility: float, drift: float,
-    seed: int | str,
-) -> Market:  # fmt: skip
-    return Market.from_conf(
-        {"TICK_SIZE": tick_size, "SYMBOLS": dict(symbols), "VOLATILITY": volatility,
-         "DRIFT": drift, "SEED": seed}
-    )  # fmt: skip
+    if _built is None or _built[0] != settings:
+        _built = (copy.deepcopy(settings), Market.from_conf(settings))
+    return _built[1]
 
 
 def latest_view(
