@@ -6,10 +6,11 @@
 Run by bench/run.py against a server whose beat and worker tick once a second. For every tick a
 client receives: its delay from the tick's server timestamp (`ts`, ms), and whether any sequence
 number was skipped. Prints RECORDING when every client has joined (or --connect-timeout passed),
-then one JSON line. The clients are spread over --processes processes (one a core by default), more
-when a share would pass --per-process (one file descriptor a client, and a process may have no more
-than its hard RLIMIT_NOFILE); the processes connect together, --rate clients a second in all (in
-waves every 50 ms), and record the same window.
+then one JSON line. bench/run.py starts it, and so its processes, as a load generator
+(bench/measure.yield_to_servers). The clients are spread over --processes processes (one a core
+by default), more when a share would pass --per-process (one file descriptor a client, and a
+process may have no more than its hard RLIMIT_NOFILE); the processes connect together, --rate
+clients a second in all (in waves every 50 ms), and record the same window.
 """
 
 from __future__ import annotations
@@ -395,17 +396,6 @@ def merge(clients: int, parts: int, joins: list[dict], ends: list[dict], elapsed
     }
 
 
-def yield_to_server() -> None:
-    """Keep this process's wakeups from preempting the server, as another machine's never would.
-
-    A tick wakes every client process at once; as SCHED_OTHER each then took the core from the
-    server in the middle of its send loop. SCHED_BATCH (Linux) still gets its fair share of the
-    cores, without preempting on wakeup: the 20,000 p99 went from 373-390 to 282-283 ms.
-    """
-    if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_BATCH"):
-        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
-
-
 def raise_fd_limit() -> int:
     """Raise this process's file-descriptor limit to its hard limit; return the limit."""
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -443,7 +433,6 @@ if __name__ == "__main__":
     if not args.worker:
         print(json.dumps(run(args)), flush=True)
         sys.exit(0)
-    yield_to_server()
     try:
         import uvloop
 

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench.measure import yield_to_servers
 from bench.world import BENCH_DIR, World, say
 
 
@@ -51,7 +52,7 @@ def measure(leader: int, argv: list[str]) -> dict:
     may grow less).
     """
     _, rss_before = group_usage(leader)
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, preexec_fn=yield_to_servers)
     try:
         assert process.stdout is not None
         first = process.stdout.readline()

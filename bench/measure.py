@@ -30,6 +30,19 @@ class RedisInUse:
 IN_USE = RedisInUse()
 
 
+def yield_to_servers() -> None:
+    """In a load generator before it runs: never preempt the servers on waking up.
+
+    Real clients are machines of their own; here they share the servers' two cores. As SCHED_OTHER
+    a generator woken by a response or a tick took the core from the server in the middle of its
+    work (a context switch at the end of its send() in perf). SCHED_BATCH (Linux) still gets its
+    fair share of the cores, without preempting on wakeup; every wrk run and fan-out client, the
+    baselines' included, starts so (docs/performance.md has the before and after).
+    """
+    if hasattr(os, "SCHED_BATCH"):
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+
+
 def wrk(
     url: str,
     *,
@@ -53,7 +66,7 @@ def wrk(
     lua = {f"BENCH_{k.upper()}": str(v) for k, v in lua_env.items()}
     result = subprocess.run(
         [*argv, url], capture_output=True, text=True, check=True,
-        env={**os.environ, "BENCH_THREADS": str(threads), **lua},
+        env={**os.environ, "BENCH_THREADS": str(threads), **lua}, preexec_fn=yield_to_servers,
     )  # fmt: skip
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     return {
