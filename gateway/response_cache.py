@@ -464,12 +464,35 @@ class ResponseCache:
         """Let one request per URL fill the entry; the others wait for it, then read it."""
         client = async_redis()
         token = uuid.uuid4().hex
-        if await client.execute("SET", keys.cache_fill_lock(url), token, "NX", "PX", FILL_LOCK_MS):
+        entry: Entry | None = None
+        try:
+            filling = await client.execute(
+                "SET", keys.cache_fill_lock(url), token, "NX", "PX", FILL_LOCK_MS
+            )
+            if not filling:
+                entry = await self._filled_by_another(scope, url)
+        except redis.RedisError as exc:
+            # Redis went away after the lookup: each request goes to Django, uncollapsed.
+            logger.warning("cannot collapse a miss, going to the origin: %s", exc)
+            filling = False
+        if filling:
             try:
                 await self._fetch_and_store(scope, receive, send, url, outcome="MISS")
             finally:
-                await RELEASE_OWN_LOCK([keys.cache_fill_lock(url)], [token])
+                try:
+                    await RELEASE_OWN_LOCK([keys.cache_fill_lock(url)], [token])
+                except redis.RedisError as exc:  # it expires by itself in FILL_LOCK_MS
+                    logger.warning("could not release a fill lock: %s", exc)
             return
+        if entry is not None:
+            recorder(scope).cache_outcome("HIT")  # served from the entry another request filled
+            await self._serve(send, scope, entry, entry.age(self.clock()), "HIT")
+            return
+        await self._fetch_and_store(scope, receive, send, url, outcome="MISS")
+
+    async def _filled_by_another(self, scope: Scope, url: str) -> Entry | None:
+        """Wait for the request filling `url` to store it; None when it stores nothing in time."""
+        client = async_redis()
         deadline = self.clock() + gateway_setting("COLLAPSE_WAIT_SECONDS")
         pause = 0.005
         while self.clock() < deadline:
@@ -477,12 +500,10 @@ class ResponseCache:
             pause = min(pause * 2, 0.05)
             found, _, entry = await lookup(url, scope["headers"])
             if entry is not None:
-                recorder(scope).cache_outcome("HIT")  # served from the entry another request filled
-                await self._serve(send, scope, entry, entry.age(self.clock()), "HIT")
-                return
+                return entry
             if found == "pass" or not await client.execute("EXISTS", keys.cache_fill_lock(url)):
-                break  # the filler's response was not storable: fetch our own
-        await self._fetch_and_store(scope, receive, send, url, outcome="MISS")
+                return None  # the filler's response was not storable: fetch our own
+        return None
 
     async def _fetch(
         self,
@@ -613,10 +634,18 @@ class ResponseCache:
         return captured, stored if not_modified else None
 
     async def _may_revalidate(self, entry_key: str) -> bool:
-        """Let a client's no-cache through to Django at most once per entry per interval."""
+        """Let a client's no-cache through to Django at most once per entry per interval.
+
+        Not while Redis cannot say whether the interval's turn is taken: the fresh entry is served,
+        as to every client past its turn, rather than every such request reaching Django.
+        """
         interval_ms = int(gateway_setting("CLIENT_REVALIDATE_INTERVAL") * 1000)
         lock = keys.cache_refresh_lock(entry_key)
-        return bool(await async_redis().execute("SET", lock, 1, "NX", "PX", interval_ms))
+        try:
+            return bool(await async_redis().execute("SET", lock, 1, "NX", "PX", interval_ms))
+        except redis.RedisError as exc:
+            logger.warning("cannot take a revalidation's turn, serving the cached entry: %s", exc)
+            return False
 
     def _refresh_in_background(self, scope: Scope, url: str, entry_key: str, entry: Entry) -> None:
         """stale-while-revalidate: one refresh per entry, after the stale copy has been sent."""

@@ -1,10 +1,12 @@
 """The shared response cache, rule by rule (RFC 9111, shared cache), before a scripted origin."""
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
+from redis.exceptions import ResponseError
 
-from gateway import purge
+from gateway import purge, response_cache
 from gateway.response_cache import ResponseCache
 from tests.gateway.conftest import client_for
 
@@ -229,6 +231,60 @@ async def test_a_clients_no_cache_revalidates_at_most_once_per_interval(cache, o
     assert (forced.headers["x-cache"], forced.text) == ("MISS", "newer")
     assert (forced_again.headers["x-cache"], forced_again.text) == ("HIT", "newer")
     assert len(origin.calls) == 2
+
+
+class RefusingSets:
+    """The test Redis, but each SET refused as a cluster that has just lost a primary refuses it.
+
+    What a Redis Cluster failover answered mid-request (tests/system/test_redis_cluster_faults.py
+    caught it as a 500); every other command reaches the real server.
+    """
+
+    def __init__(self, client) -> None:
+        self.client = client
+
+    async def execute(self, *command):
+        if command[0] == "SET":
+            raise ResponseError("CLUSTERDOWN The cluster is down")
+        return await self.client.execute(*command)
+
+    def __getattr__(self, name: str):
+        return getattr(self.client, name)
+
+
+@pytest.fixture
+def refuse_sets(monkeypatch) -> Callable[[], None]:
+    """Call it, and from then on the cache's own commands (not its lookups) meet RefusingSets."""
+    real = response_cache.async_redis
+
+    def refuse() -> None:
+        monkeypatch.setattr(response_cache, "async_redis", lambda: RefusingSets(real()))
+
+    return refuse
+
+
+async def test_a_clients_no_cache_that_redis_cannot_give_a_turn_is_served_the_entry(
+    cache, origin, refuse_sets
+):
+    await get(cache)
+    origin.body = b"newer"
+    refuse_sets()
+
+    response = await get(cache, headers={"Cache-Control": "no-cache"})
+
+    assert (response.status_code, response.headers["x-cache"]) == (200, "HIT")
+    assert response.text == "hello"
+    assert len(origin.calls) == 1
+
+
+async def test_a_miss_that_redis_cannot_collapse_goes_to_the_origin(cache, origin, refuse_sets):
+    refuse_sets()
+
+    response = await get(cache)
+
+    assert (response.status_code, response.headers["x-cache"]) == (200, "MISS")
+    assert response.text == "hello"
+    assert len(origin.calls) == 1
 
 
 async def test_a_clients_no_store_bypasses_the_cache(cache, origin):
