@@ -652,7 +652,13 @@ class ResponseCache:
 
         async def refresh() -> None:
             lock = keys.cache_refresh_lock(entry_key)
-            if not await async_redis().execute("SET", lock, 1, "NX", "EX", REFRESH_LOCK_SECONDS):
+            try:
+                if not await async_redis().execute(
+                    "SET", lock, 1, "NX", "EX", REFRESH_LOCK_SECONDS
+                ):
+                    return
+            except redis.RedisError as exc:  # the stale copy was served; a later request retries
+                logger.warning("cannot take a background refresh's turn: %s", exc)
                 return
             await self._validate(scope, quiet_receive(), url, entry)
 

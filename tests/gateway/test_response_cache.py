@@ -287,6 +287,23 @@ async def test_a_miss_that_redis_cannot_collapse_goes_to_the_origin(cache, origi
     assert len(origin.calls) == 1
 
 
+async def test_a_background_refresh_that_redis_cannot_give_a_turn_ends_quietly(
+    cache, origin, clock, refuse_sets
+):
+    origin.headers = {"cache-control": "public, s-maxage=10, stale-while-revalidate=30"}
+    await get(cache)
+    clock.now += 15
+    refuse_sets()
+
+    stale = await get(cache)
+    refreshes = set(cache.background)
+    await cache.drain()
+
+    assert (stale.status_code, stale.headers["x-cache"]) == (200, "STALE")
+    assert refreshes and all(task.exception() is None for task in refreshes)
+    assert len(origin.calls) == 1
+
+
 async def test_a_clients_no_store_bypasses_the_cache(cache, origin):
     await get(cache)
 
