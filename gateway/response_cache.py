@@ -242,6 +242,19 @@ async def lookup(url: str, request_headers: Headers) -> tuple[str, str, Entry | 
     return found, entry_key, entry
 
 
+async def take_turn(lock: str, ttl_ms: int, what: str) -> bool:
+    """Whether this request takes `lock` (SET NX for `ttl_ms`); False when Redis cannot say.
+
+    False then, as when another has the turn: the entry in hand is served rather than every such
+    request reaching Django while Redis is away.
+    """
+    try:
+        return bool(await async_redis().execute("SET", lock, 1, "NX", "PX", ttl_ms))
+    except redis.RedisError as exc:
+        logger.warning("cannot take %s's turn, serving the cached entry: %s", what, exc)
+        return False
+
+
 def _weak(tag: str) -> str:
     return tag.removeprefix("W/")  # If-None-Match compares entity tags weakly (RFC 9110 13.1.2)
 
@@ -640,27 +653,15 @@ class ResponseCache:
         as to every client past its turn, rather than every such request reaching Django.
         """
         interval_ms = int(gateway_setting("CLIENT_REVALIDATE_INTERVAL") * 1000)
-        lock = keys.cache_refresh_lock(entry_key)
-        try:
-            return bool(await async_redis().execute("SET", lock, 1, "NX", "PX", interval_ms))
-        except redis.RedisError as exc:
-            logger.warning("cannot take a revalidation's turn, serving the cached entry: %s", exc)
-            return False
+        return await take_turn(keys.cache_refresh_lock(entry_key), interval_ms, "a revalidation")
 
     def _refresh_in_background(self, scope: Scope, url: str, entry_key: str, entry: Entry) -> None:
         """stale-while-revalidate: one refresh per entry, after the stale copy has been sent."""
 
         async def refresh() -> None:
             lock = keys.cache_refresh_lock(entry_key)
-            try:
-                if not await async_redis().execute(
-                    "SET", lock, 1, "NX", "EX", REFRESH_LOCK_SECONDS
-                ):
-                    return
-            except redis.RedisError as exc:  # the stale copy was served; a later request retries
-                logger.warning("cannot take a background refresh's turn: %s", exc)
-                return
-            await self._validate(scope, quiet_receive(), url, entry)
+            if await take_turn(lock, REFRESH_LOCK_SECONDS * 1000, "a background refresh"):
+                await self._validate(scope, quiet_receive(), url, entry)
 
         task = asyncio.get_running_loop().create_task(refresh())
         self.background.add(task)
