@@ -147,7 +147,7 @@ class Cluster:
         )
 
     def adopt(self, name: str, process: subprocess.Popen) -> None:
-        self.processes.started.append((name, process))
+        self.processes.adopt(name, process)
 
     def forget(self, process: subprocess.Popen) -> None:
         """Stop watching a child that was stopped on purpose (a fault), so it is not an error."""

@@ -5,7 +5,8 @@
     python scripts/dev.py test [ARGS]   what `make test` does; ARGS go to pytest
 
 When REDIS_URL is unset, a private Redis is started (see `redis_server_binary`) and stopped on exit.
-Every child asks Linux to SIGTERM it if this launcher dies, so even `kill -9` leaves no orphan.
+Every child asks Linux to SIGTERM it if this launcher dies, and scripts/guard.py SIGKILLs what is
+left of them after a grace period, so even `kill -9` leaves no orphan.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from config import env, redis_wiring  # noqa: E402
 
 BIN_DIR = Path(sys.executable).parent
 PR_SET_PDEATHSIG = 1
+GUARD = Path(__file__).resolve().parent / "guard.py"
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # The ASGI servers `make run` can start (SERVER); each serves HTTP and WebSockets alike.
 SERVERS = ("uvicorn", "granian", "daphne")
@@ -62,18 +64,37 @@ def raise_stop(signum: int, frame: object) -> None:
 
 
 class Processes:
-    """The child processes this launcher owns; `stop_all` ends them, newest first."""
+    """The child processes this launcher owns; `stop_all` ends them, newest first.
 
-    def __init__(self) -> None:
+    scripts/guard.py, started with the first child, ends them instead if this launcher dies first.
+    """
+
+    def __init__(self, grace_seconds: float = 10) -> None:
         self.started: list[tuple[str, subprocess.Popen]] = []
+        self.grace_seconds = grace_seconds
+        self.guard: subprocess.Popen | None = None
 
     def start(self, name: str, argv: list[str], child_env: dict[str, str]) -> subprocess.Popen:
         # Own session: a Ctrl-C reaches only the launcher, which then stops the children in order.
         process = subprocess.Popen(
             argv, env=child_env, cwd=BASE_DIR, preexec_fn=die_with_parent, start_new_session=True
         )
-        self.started.append((name, process))
+        self.adopt(name, process)
         return process
+
+    def adopt(self, name: str, process: subprocess.Popen) -> None:
+        """Own `process`, started in a session of its own, as if `start` had started it."""
+        if self.guard is None:
+            self.guard = subprocess.Popen(
+                [sys.executable, str(GUARD), str(self.grace_seconds)],
+                stdin=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+            )
+        assert self.guard.stdin is not None
+        self.guard.stdin.write(f"{process.pid}\n")
+        self.guard.stdin.flush()
+        self.started.append((name, process))
 
     def first_exited(self) -> tuple[str, int] | None:
         for name, process in self.started:
@@ -81,12 +102,12 @@ class Processes:
                 return name, process.returncode
         return None
 
-    def stop_all(self, grace_seconds: float = 10) -> None:
+    def stop_all(self) -> None:
         for _, process in reversed(self.started):
             if process.poll() is None:
                 process.terminate()
             try:
-                process.wait(timeout=grace_seconds)
+                process.wait(timeout=self.grace_seconds)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
@@ -94,6 +115,9 @@ class Processes:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
         self.started.clear()
+        if self.guard is not None:
+            self.guard.communicate("done\n")
+            self.guard = None
 
 
 def wait_until(

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,17 +114,62 @@ def test_sigterm_stops_every_process_the_launcher_started(demo):
     demo.process.send_signal(signal.SIGTERM)
     demo.process.wait(timeout=30)
 
-    still_running = {pid: command for pid, command in demo.children.items() if is_running(pid)}
-    assert still_running == {}
+    assert still_running(demo.children) == {}
     assert demo.process.returncode == 0
+
+
+def still_running(processes: dict[int, str]) -> dict[int, str]:
+    return {pid: command for pid, command in processes.items() if is_running(pid)}
+
+
+def still_running_after(timeout: float, processes: dict[int, str]) -> dict[int, str]:
+    """Wait up to `timeout` seconds for `processes` to exit; return those still running then."""
+    deadline = time.monotonic() + timeout
+    while (running := still_running(processes)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return running
 
 
 def test_a_killed_launcher_leaves_no_orphan(demo):
     os.kill(demo.process.pid, signal.SIGKILL)
     demo.process.wait(timeout=5)
 
-    support.wait_for(
-        lambda: not any(is_running(pid) for pid in demo.children),
-        timeout=30,
-        what=f"the launcher's children {sorted(demo.children)} to exit",
+    assert still_running_after(30, demo.children) == {}
+
+
+# A child that ignores SIGTERM, as a hung shutdown does, and a grandchild PR_SET_PDEATHSIG never
+# reaches; the launcher, once both are running, prints READY and waits to be killed.
+STUBBORN_LAUNCHER = """
+import signal, subprocess, sys, time
+sys.path.insert(0, "scripts")
+import dev
+stubborn = "import os, signal as s, time; s.signal(s.SIGTERM, s.SIG_IGN); os.fork(); time.sleep(99)"
+processes = dev.Processes(grace_seconds=1)
+processes.start("stubborn", [sys.executable, "-c", stubborn], {})
+time.sleep(0.5)
+print("READY", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_killed_launcher_s_children_that_ignore_sigterm_are_killed_after_the_grace():
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", STUBBORN_LAUNCHER],
+        cwd=support.BASE_DIR,
+        stdout=subprocess.PIPE,
+        text=True,
     )
+    try:
+        assert launcher.stdout is not None
+        assert launcher.stdout.readline() == "READY\n"
+        started = descendants_of(launcher.pid)
+        # The guard, the stubborn child and its fork.
+        assert sum("SIG_IGN" in command for command in started.values()) == 2, started
+        assert sum("guard.py" in command for command in started.values()) == 1, started
+
+        os.kill(launcher.pid, signal.SIGKILL)
+        launcher.wait(timeout=5)
+
+        assert still_running_after(15, started) == {}
+    finally:
+        support.stop(launcher)
