@@ -475,37 +475,32 @@ class ResponseCache:
 
     async def _collapsed_miss(self, scope: Scope, receive: Receive, send: Send, url: str) -> None:
         """Let one request per URL fill the entry; the others wait for it, then read it."""
-        client = async_redis()
+        fill_lock = keys.cache_fill_lock(url)
         token = uuid.uuid4().hex
-        entry: Entry | None = None
         try:
-            filling = await client.execute(
-                "SET", keys.cache_fill_lock(url), token, "NX", "PX", FILL_LOCK_MS
-            )
-            if not filling:
-                entry = await self._filled_by_another(scope, url)
+            filling = await async_redis().execute("SET", fill_lock, token, "NX", "PX", FILL_LOCK_MS)
+            entry = None if filling else await self._filled_by_another(scope, url)
         except redis.RedisError as exc:
             # Redis went away after the lookup: each request goes to Django, uncollapsed.
             logger.warning("cannot collapse a miss, going to the origin: %s", exc)
-            filling = False
-        if filling:
-            try:
-                await self._fetch_and_store(scope, receive, send, url, outcome="MISS")
-            finally:
-                try:
-                    await RELEASE_OWN_LOCK([keys.cache_fill_lock(url)], [token])
-                except redis.RedisError as exc:  # it expires by itself in FILL_LOCK_MS
-                    logger.warning("could not release a fill lock: %s", exc)
-            return
+            filling, entry = False, None
         if entry is not None:
             recorder(scope).cache_outcome("HIT")  # served from the entry another request filled
             await self._serve(send, scope, entry, entry.age(self.clock()), "HIT")
             return
-        await self._fetch_and_store(scope, receive, send, url, outcome="MISS")
+        try:
+            await self._fetch_and_store(scope, receive, send, url, outcome="MISS")
+        finally:
+            if filling:
+                try:
+                    await RELEASE_OWN_LOCK([fill_lock], [token])
+                except redis.RedisError as exc:  # it expires by itself in FILL_LOCK_MS
+                    logger.warning("could not release a fill lock: %s", exc)
 
     async def _filled_by_another(self, scope: Scope, url: str) -> Entry | None:
         """Wait for the request filling `url` to store it; None when it stores nothing in time."""
         client = async_redis()
+        fill_lock = keys.cache_fill_lock(url)
         deadline = self.clock() + gateway_setting("COLLAPSE_WAIT_SECONDS")
         pause = 0.005
         while self.clock() < deadline:
@@ -514,7 +509,7 @@ class ResponseCache:
             found, _, entry = await lookup(url, scope["headers"])
             if entry is not None:
                 return entry
-            if found == "pass" or not await client.execute("EXISTS", keys.cache_fill_lock(url)):
+            if found == "pass" or not await client.execute("EXISTS", fill_lock):
                 return None  # the filler's response was not storable: fetch our own
         return None
 
