@@ -133,7 +133,8 @@ class WebSocketClient(asyncio.Protocol):
 
     A protocol, not a coroutine over asyncio's StreamReader, which woke a task and awaited three
     reads per tick: at 20,000 clients this generator took 44-46% of a core before, 34-38% after,
-    CPU that the server it measures shares the cores with.
+    CPU that the server it measures shares the cores with. Its own frame parser, not websockets'
+    sans-I/O ClientProtocol: that one took ~3.2 µs of CPU per 1.9 KB tick against ~0.8 µs here.
     """
 
     def __init__(self, tally: Tally, ready: asyncio.Event, key: str) -> None:
